@@ -1,0 +1,365 @@
+"""Anti-adversarial climbing (AdvCAM, Lee et al., CVPR 2021): engines and the library API.
+
+Notation follows the paper. For an image x_0 and a class c, the attribution of step t is the
+Grad-CAM map R(x_t) of class c. Each step climbs
+
+    x_{t+1} = x_t + xi * grad_x L(x_t) / max|grad_x L(x_t)|                               (Eq. 2)
+    L = y_c(x_t) - sum_{k != c} y_k(x_t) - lambda * || M ⊙ |R(x_t) - R(x_0)| ||_1          (Eqs. 4-6)
+    M = 1[ R(x_t) / max R(x_t) > tau ]                                                      (Eq. 5)
+
+and the final map is sum_{t=0}^{T-1} R(x_t) (Eq. 3; the reference accumulates before each step).
+
+Two engines compute the same maps for the CAM network (``advcam.nets.resnet50_cam.CAM``):
+- ``reference``: literal. One class at a time, Grad-CAM through hooks on the target layer and a
+  second backward for the climbing objective, parameter gradients included, as the reference code.
+- ``fast``: the Grad-CAM map of this head is ReLU(S_c) times a per-copy scalar (see
+  :func:`gradcam_closed_form`), so one forward and one input-only backward per step serve all
+  positive classes of an image at once, batched.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advcam.cam import fuse_scales
+
+EPS_GRAD = 1e-12
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared pieces of one climbing step
+# ----------------------------------------------------------------------------------------------
+
+def restricting_mask(R: torch.Tensor, tau: float) -> torch.Tensor:
+    """M = 1[R / max R > tau] over each map's spatial dims (Eq. 5); empty when max R = 0."""
+    peak = R.flatten(-2).amax(-1)[..., None, None]
+    return (R / peak > tau).float().detach()
+
+
+def climb_step(x: torch.Tensor, g: torch.Tensor, xi: float) -> torch.Tensor:
+    """x_{t+1} = clamp(x_t + xi * g / max|g|) per leading index (Eq. 2).
+
+    ``x``, ``g``: [N, 2, 3, h, w] (N independent flip pairs). The step is L-inf normalised over each
+    pair, and each pair is clamped to its own scalar range [min x_t, max x_t], as in the reference.
+    """
+    n = x.shape[0]
+    gmax = g.abs().reshape(n, -1).amax(1).view(n, 1, 1, 1, 1)
+    lo = x.reshape(n, -1).amin(1).view(n, 1, 1, 1, 1)
+    hi = x.reshape(n, -1).amax(1).view(n, 1, 1, 1, 1)
+    x_new = x + xi * g / (gmax + EPS_GRAD)
+    return torch.maximum(torch.minimum(x_new, hi), lo).detach()
+
+
+def iterations_for_scale(scale: float, adv_iter: int) -> int:
+    """T for one scale: the reference halves the climb at scale 0.5 (13 steps for adv_iter 27)."""
+    if scale == 0.5:
+        if adv_iter > 10:
+            return adv_iter // 2
+        if adv_iter < 6:
+            return adv_iter
+        return 5
+    return adv_iter
+
+
+def scale_order(scales: Sequence[float]) -> list[int]:
+    """Processing order of the scales: the reference runs (1.0, 0.5, 1.5, 2.0) as 0.5, 1.0, 1.5, 2.0."""
+    return sorted(range(len(scales)), key=lambda i: scales[i])
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference engine (literal)
+# ----------------------------------------------------------------------------------------------
+
+class _GradCAMHooks:
+    """Stores a module's output F and, after a backward, dScore/dF (the reference's gradCAM.py)."""
+
+    def __init__(self, module: nn.Module):
+        self.feature: torch.Tensor | None = None
+        self.grad: torch.Tensor | None = None
+        self._handle = module.register_forward_hook(self._forward)
+
+    def _forward(self, module, inputs, output):
+        self.feature = output
+
+        def save_grad(g):
+            self.grad = g
+
+        if output.requires_grad:
+            output.register_hook(save_grad)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def _reference_gradcam(hooks: _GradCAMHooks) -> torch.Tensor:
+    """Grad-CAM with the reference normalisation: per (b, k) the spatial sum of dScore/dF divided by the
+    number of strictly positive entries of the whole gradient tensor; weights are constants."""
+    G = hooks.grad.detach()
+    w = G.sum((2, 3), keepdim=True) / ((G > 0).sum() + EPS_GRAD)
+    return F.relu((hooks.feature * w).sum(1, keepdim=True))  # [2, 1, h', w']
+
+
+def climb_reference(model: nn.Module, pair: torch.Tensor, c: int, T: int, xi: float, lam: float,
+                    tau: float, target_layer: str = "stage4") -> torch.Tensor:
+    """Accumulated map sum_t R(x_t) [h', w'] of class ``c`` for one flip pair [2, 3, h, w], literally."""
+    hooks = _GradCAMHooks(model.get_submodule(target_layer))
+    try:
+        x = pair.clone().detach().requires_grad_(True)
+        acc = None
+        R0 = None
+        for t in range(T):
+            S = model(x, separate=True)  # [2, C, h', w'] raw class maps
+            # Grad-CAM score: spatial sum of ReLU maps, summed over both copies.
+            model.zero_grad()
+            F.relu(S).sum((2, 3))[:, c].sum().backward(retain_graph=True)
+            A = _reference_gradcam(hooks)
+            R = A[0] + A[1].flip(-1)  # merge the mirror copy: [1, h', w']
+            if t == 0:
+                R0 = R.detach()
+            acc = R.detach() if acc is None else acc + R.detach()  # accumulate before the step
+            # Logits of the objective: spatial mean of ReLU maps.
+            y = F.relu(S).mean((2, 3))  # [2, C]
+            others = torch.cat([y[:, :c], y[:, c + 1:]], 1).sum()
+            M = (R / R.max() > tau).float()  # restricting mask on the current map
+            L = y[:, c].sum() - others - lam * (M * (R - R0).abs()).sum()
+            model.zero_grad()
+            x.grad = None
+            L.backward()
+            x = climb_step(x[None].detach(), x.grad[None], xi)[0].requires_grad_(True)
+        return acc[0]
+    finally:
+        hooks.remove()
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast engine (closed-form Grad-CAM, all classes batched, input gradients only)
+# ----------------------------------------------------------------------------------------------
+
+def gradcam_closed_form(S_c: torch.Tensor, n_pos_weights: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of the bias-free 1x1 head without hooks.
+
+    With score sum_p ReLU(S_c), dScore/dF_k(p) = W_ck [S_c(p) > 0], so the reference's Grad-CAM is
+    A_b = ReLU(S_bc) * P_b / N with P_b = #{p: S_bc(p) > 0} and N = #{k: W_ck > 0} * (P_0 + P_1),
+    the count of positive gradient entries over the pair. ``S_c``: [N, 2, h', w'];
+    ``n_pos_weights``: [N]. Returns A [N, 2, h', w'] (the scalars carry no gradient).
+    """
+    P = (S_c > 0).flatten(2).sum(-1).to(S_c.dtype)  # [N, 2]
+    N = n_pos_weights.to(S_c.dtype)[:, None] * P.sum(1, keepdim=True)
+    scale = (P / (N + EPS_GRAD)).detach()
+    return F.relu(S_c) * scale[..., None, None]
+
+
+def gradcam_exact(feat: torch.Tensor, S_c: torch.Tensor, W_c: torch.Tensor) -> torch.Tensor:
+    """The reference's Grad-CAM of the 1x1 head, with dScore/dF built directly instead of by a backward.
+
+    dScore/dF_k(p) = W_ck [S_c(p) > 0] holds exactly (the head's backward multiplies a one-hot
+    gradient by W), so the weights below are bit-identical to those the hooks would capture.
+    ``feat``: [N, n, K, h', w'] features F; ``S_c``: [N, n, h', w']; ``W_c``: [N, K] head rows.
+    Returns A = ReLU(sum_k F_k w_k) [N, n, h', w'], gradients flowing through F only.
+    """
+    N = feat.shape[0]
+    G = W_c[:, None, :, None, None] * (S_c > 0)[:, :, None].to(W_c.dtype)  # dScore/dF: [N, n, K, h', w']
+    w = G.sum((3, 4), keepdim=True) / ((G > 0).flatten(1).sum(1).view(N, 1, 1, 1, 1) + EPS_GRAD)
+    return F.relu((feat * w).sum(2))
+
+
+def merge_copies(A: torch.Tensor) -> torch.Tensor:
+    """R from per-copy maps [N, n, h', w']: the copy itself (n = 1) or copy 0 plus mirrored copy 1 (n = 2)."""
+    return A[:, 0] + A[:, 1].flip(-1) if A.shape[1] == 2 else A[:, 0]
+
+
+def climb_fast(model: nn.Module, x0: torch.Tensor, classes: Sequence[int], T: int, xi: float, lam: float,
+               tau: float, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Accumulated maps sum_t R(x_t) [N, h', w'] of N independent climbs, batched.
+
+    The arithmetic is the reference's (same Grad-CAM weights, same products and reductions), so in
+    float32 the maps agree with :func:`climb_reference` to rounding; only the hooks, the Grad-CAM
+    backward and the parameter gradients are gone.
+
+    ``x0``: [N, n, 3, h, w], slot i climbs for class ``classes[i]`` from its own image (n = 1) or flip
+    pair (n = 2). Batch norm is in eval mode, so the slots are independent and one backward of the
+    summed objective gives each slot its own gradient. Only input gradients are computed.
+    """
+    N, n = x0.shape[:2]
+    cls = torch.as_tensor(list(classes), device=x0.device)
+    rows = torch.arange(N, device=x0.device)
+    W = model.classifier.weight.flatten(1)  # [C, 2048]
+    sign = torch.full((N, W.shape[0]), -1.0, device=x0.device)  # +1 for the target class, -1 for the others
+    sign[rows, cls] = 1.0
+    x = x0.detach().clone()
+    acc = R0 = None
+    for t in range(T):
+        x.requires_grad_(True)
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            feat = model.features(x.flatten(0, 1))  # F = stage4(x_t): [N*n, 2048, h', w']
+            S = F.conv2d(feat, model.classifier.weight)  # raw class maps
+        feat = feat.float().unflatten(0, (N, n))
+        S = S.float().unflatten(0, (N, n))  # [N, n, C, h', w']
+        A = gradcam_exact(feat, S[rows, :, cls], W[cls])  # Grad-CAM of class c per copy: [N, n, h', w']
+        R = merge_copies(A)  # R(x_t): [N, h', w']
+        if t == 0:
+            R0 = R.detach()  # R(x_0)
+        acc = R.detach() if acc is None else acc + R.detach()  # accumulate before the step
+        if t == T - 1:
+            break  # the step after the last accumulated map would not be used
+        y = F.relu(S).mean((3, 4))  # logits of the objective: [N, n, C]
+        L_cls = (y * sign[:, None]).sum((1, 2))  # y_c - sum_{k != c} y_k over the copies
+        L_ad = (restricting_mask(R, tau) * (R - R0).abs()).sum((1, 2))  # ||M ⊙ |R(x_t) - R(x_0)|||_1
+        (g,) = torch.autograd.grad((L_cls - lam * L_ad).sum(), x)
+        x = climb_step(x.detach(), g, xi)
+    return acc
+
+
+@contextlib.contextmanager
+def input_grad_only(model: nn.Module):
+    """Switch parameter gradients off for the duration (they are never needed by the climb)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+
+
+# ----------------------------------------------------------------------------------------------
+# One image, all scales
+# ----------------------------------------------------------------------------------------------
+
+def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequence[float], keys: Sequence[int],
+                 size: tuple[int, int], adv_iter: int = 27, xi: float = 0.08, lam: float = 7.0, tau: float = 0.5,
+                 engine: str = "fast", target_layer: str = "stage4",
+                 amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """AdvCAM of one image: ("cam" [K, H/4, W/4], "high_res" [K, H, W]) as in the reference.
+
+    ``pairs[i]`` is the [2, 3, h, w] flip pair at ``scales[i]``; ``keys`` the positive classes.
+    """
+    keys = [int(k) for k in keys]
+    if not keys:
+        h4, w4 = (size[0] - 1) // 4 + 1, (size[1] - 1) // 4 + 1
+        return torch.zeros(0, h4, w4), torch.zeros(0, *size)
+    maps: list[torch.Tensor] = [None] * len(scales)  # type: ignore[list-item]
+    mul_for_scale = 1.0
+    for i in scale_order(scales):
+        T = iterations_for_scale(scales[i], adv_iter)
+        if scales[i] == 0.5:
+            # Reference quirk: set at scale 0.5 and never reset, so it scales every later map
+            # uniformly (cancelled by the final max-normalisation).
+            mul_for_scale = 2.0 if adv_iter > 10 else 1.0
+        if engine == "reference":
+            acc = torch.stack([climb_reference(model, pairs[i], c, T, xi, lam, tau, target_layer) for c in keys])
+        elif engine == "fast":
+            if target_layer != "stage4":
+                raise ValueError("the fast engine's closed form holds for --target_layer stage4 only; "
+                                 "use --engine reference for other layers")
+            with input_grad_only(model):
+                x0 = pairs[i][None].expand(len(keys), -1, -1, -1, -1)
+                acc = climb_fast(model, x0, keys, T, xi, lam, tau, amp_dtype)
+        else:
+            raise ValueError(f"unknown engine {engine!r}: choose 'reference' or 'fast'")
+        maps[i] = acc * mul_for_scale
+    return fuse_scales([m.cpu() for m in maps], size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Library API
+# ----------------------------------------------------------------------------------------------
+
+class AdvCAM:
+    """Anti-adversarially manipulated attribution maps for a CNN classifier.
+
+    ``AdvCAM(model, target_layer)(images, targets)`` returns the accumulated maps sum_t R(x_t),
+    [B, h', w'] at the target layer's resolution (unnormalised; see :func:`normalize_maps`).
+
+    For ``advcam.nets.resnet50_cam.CAM`` with ``target_layer="stage4"`` the closed form of Grad-CAM is
+    used (exactly the reference method, including its ReLU-mean logits); for any other model Grad-CAM
+    runs through hooks on ``target_layer`` (a module or its dotted name), the objective uses the model's
+    logits, and the Grad-CAM weights use the reference's normalisation (gradient sum over the count of
+    positive gradient entries). With ``flip=True`` every image is paired with its mirror as in the
+    reference and the two maps are merged. Use as a context manager to remove the hooks afterwards.
+    """
+
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module = "stage4", adv_iter: int = 27,
+                 xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, flip: bool = False):
+        if adv_iter < 1:
+            raise ValueError(f"adv_iter must be >= 1, got {adv_iter}")
+        self.model = model
+        self.adv_iter, self.xi, self.lam, self.tau, self.flip = adv_iter, xi, lam, tau, flip
+        if isinstance(target_layer, str):
+            try:
+                self.layer = model.get_submodule(target_layer)
+            except AttributeError:
+                names = [n for n, _ in model.named_children()]
+                raise ValueError(f"target_layer {target_layer!r} is not a submodule of the model; "
+                                 f"top-level modules are {names}") from None
+        else:
+            self.layer = target_layer
+        from advcam.nets.resnet50_cam import CAM
+        self.closed_form = isinstance(model, CAM) and self.layer is model.stage4
+        self._hooks = None if self.closed_form else _GradCAMHooks(self.layer)
+
+    def __enter__(self) -> AdvCAM:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove_hooks()
+
+    def remove_hooks(self) -> None:
+        if self._hooks is not None:
+            self._hooks.remove()
+            self._hooks = None
+
+    def __call__(self, images: torch.Tensor, targets: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        targets = [int(t) for t in torch.as_tensor(targets).reshape(-1).tolist()]
+        if images.dim() != 4 or images.shape[0] != len(targets):
+            raise ValueError(f"expected images [B, 3, H, W] and B targets, got {tuple(images.shape)} "
+                             f"and {len(targets)} targets")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with input_grad_only(self.model):
+                x0 = torch.stack([images, images.flip(-1)], 1) if self.flip else images[:, None]
+                if self.closed_form:
+                    return climb_fast(self.model, x0, targets, self.adv_iter, self.xi, self.lam, self.tau)
+                return self._climb_hooked(x0, targets)
+        finally:
+            self.model.train(was_training)
+
+    def _climb_hooked(self, x0: torch.Tensor, targets: list[int]) -> torch.Tensor:
+        """Generic path: Grad-CAM through hooks, one independent climb per image (or flip pair)."""
+        if self._hooks is None:
+            raise RuntimeError("hooks were removed: create a new AdvCAM")
+        B, n = x0.shape[:2]
+        rows = torch.arange(B, device=x0.device)
+        tgt = torch.as_tensor(targets, device=x0.device)
+        x = x0.detach().clone()
+        acc = R0 = None
+        for t in range(self.adv_iter):
+            x.requires_grad_(True)
+            logits = self.model(x.flatten(0, 1)).unflatten(0, (B, n))  # [B, n, C]
+            y_c = logits[rows, :, tgt]  # [B, n]
+            feat = self._hooks.feature
+            (G,) = torch.autograd.grad(y_c.sum(), feat, retain_graph=True)  # dy_c/dF, a constant
+            G = G.detach().unflatten(0, (B, n))
+            w = G.sum((3, 4), keepdim=True) / ((G > 0).flatten(1).sum(1).view(B, 1, 1, 1, 1) + EPS_GRAD)
+            R = merge_copies(F.relu((feat.unflatten(0, (B, n)) * w).sum(2)))  # Grad-CAM R(x_t): [B, h', w']
+            if t == 0:
+                R0 = R.detach()
+            acc = R.detach() if acc is None else acc + R.detach()
+            if t == self.adv_iter - 1:
+                break
+            L_cls = 2 * y_c.sum(1) - logits.sum((1, 2))  # y_c - sum_{k != c} y_k
+            L_ad = (restricting_mask(R, self.tau) * (R - R0).abs()).sum((1, 2))
+            (g,) = torch.autograd.grad((L_cls - self.lam * L_ad).sum(), x)
+            x = climb_step(x.detach(), g, self.xi)
+        return acc
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Divide each map [.., h, w] by its spatial max (+1e-5), as the reference's outputs are."""
+    return maps / (maps.flatten(-2).amax(-1)[..., None, None] + 1e-5)

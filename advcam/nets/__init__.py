@@ -1,0 +1,1 @@
+"""Networks: the ResNet-50 backbone, the CAM classifier and the IRN relation network."""

@@ -1,0 +1,213 @@
+"""VOC 2012 image lists, image-level labels, transforms and datasets."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from advcam import imutils
+from voc12 import IGNORE_LABEL, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+IMG_FOLDER_NAME = "JPEGImages"
+SEG_FOLDER_NAME = "SegmentationClass"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resolve_list(list_path: str, voc12_root: str | None = None) -> str:
+    """The image-list file to read: ``list_path`` itself, or the file of that name in
+    ``<voc12_root>/ImageSets/Segmentation/`` (so ``voc12/train.txt`` works without a copy)."""
+    if os.path.isfile(list_path):
+        return list_path
+    if voc12_root is not None:
+        alt = os.path.join(voc12_root, "ImageSets", "Segmentation", os.path.basename(list_path))
+        if os.path.isfile(alt):
+            return alt
+    where = f" nor in {voc12_root}/ImageSets/Segmentation/" if voc12_root else ""
+    raise FileNotFoundError(
+        f"image list {list_path} not found{where}: give an existing list file "
+        "(one image id per line, e.g. 2007_000032)")
+
+
+def load_img_name_list(list_path: str, voc12_root: str | None = None) -> list[str]:
+    """Image ids (strings such as ``2007_000032``), one per non-empty line."""
+    path = resolve_list(list_path, voc12_root)
+    with open(path) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    if not names:
+        raise ValueError(f"image list {path} is empty")
+    return names
+
+
+def decode_int_filename(key) -> str:
+    """Reference cls_labels keys are ints (2007000032); turn one back into ``2007_000032``."""
+    if isinstance(key, str):
+        return key
+    s = str(int(key))
+    return s[:4] + "_" + s[4:]
+
+
+def load_cls_labels(path: str) -> dict[str, np.ndarray]:
+    """Image-level labels {id: float32[20] multi-hot}, from ours or the reference's cls_labels.npy."""
+    try:
+        raw = np.load(path, allow_pickle=True).item()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"class labels {path} not found: build them with "
+            "`python -m voc12.make_cls_labels --voc12_root <VOC root>` or pass --cls_labels") from None
+    return {decode_int_filename(k): np.asarray(v, dtype=np.float32) for k, v in raw.items()}
+
+
+def get_cls_labels(voc12_root: str, names: list[str], cls_labels: str | None = None) -> np.ndarray:
+    """[N, 20] labels for ``names``: from ``cls_labels`` if given, else derived from
+    ``<voc12_root>/Annotations`` and cached (see :func:`voc12.make_cls_labels.cached_cls_labels`)."""
+    if cls_labels is None:
+        from voc12.make_cls_labels import cached_cls_labels
+        cls_labels = cached_cls_labels(voc12_root, names)
+    table = load_cls_labels(cls_labels)
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise KeyError(f"{cls_labels} has no labels for {len(missing)} images, e.g. {missing[:3]}; "
+                       "rebuild it with voc12.make_cls_labels for this image list")
+    return np.stack([table[n] for n in names])
+
+
+def get_img_path(voc12_root: str, name: str) -> str:
+    return os.path.join(voc12_root, IMG_FOLDER_NAME, name + ".jpg")
+
+
+def load_image(voc12_root: str, name: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3]; a clear error naming the file when it is missing or unreadable."""
+    path = get_img_path(voc12_root, name)
+    try:
+        img = imageio.imread(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} not found (check --voc12_root and the image list)") from None
+    except Exception as e:
+        raise OSError(f"image {path} could not be read: {e}") from None
+    if img.ndim == 2:
+        img = np.stack([img] * 3, -1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+def load_seg_label(voc12_root: str, name: str) -> np.ndarray:
+    """Ground-truth class map (uint8, 0..20 and 255 = ignore) from SegmentationClass/<id>.png."""
+    path = os.path.join(voc12_root, SEG_FOLDER_NAME, name + ".png")
+    try:
+        return np.asarray(Image.open(path))  # palette PNG: the indices are the labels
+    except FileNotFoundError:
+        raise FileNotFoundError(f"ground truth {path} not found") from None
+
+
+class VOC12ImageDataset(Dataset):
+    """Images with the reference's optional augmentations, normalised and CHW."""
+
+    def __init__(self, img_name_list_path: str, voc12_root: str, resize_long=None, rescale=None,
+                 img_normal=True, hor_flip: bool = False, crop_size: int | None = None,
+                 crop_method: str | None = None, to_torch: bool = True, names: list[str] | None = None):
+        self.img_name_list = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
+        self.voc12_root = voc12_root
+        self.resize_long = resize_long
+        self.rescale = rescale
+        self.crop_size = crop_size
+        self.img_normal = img_normal
+        self.hor_flip = hor_flip
+        self.crop_method = crop_method
+        self.to_torch = to_torch
+
+    def __len__(self) -> int:
+        return len(self.img_name_list)
+
+    def __getitem__(self, idx: int) -> dict:
+        name = self.img_name_list[idx]
+        img = load_image(self.voc12_root, name)
+        if self.resize_long:
+            img = imutils.random_resize_long(img, self.resize_long[0], self.resize_long[1])
+        if self.rescale:
+            img = imutils.random_scale(img, scale_range=self.rescale, order=3)
+        if self.img_normal:
+            img = imutils.normalize(img)
+        if self.hor_flip:
+            img = imutils.random_lr_flip(img)
+        if self.crop_size:
+            if self.crop_method == "random":
+                img = imutils.random_crop(img, self.crop_size, 0)
+            else:
+                img = imutils.top_left_crop(img, self.crop_size, 0)
+        if self.to_torch:
+            img = np.ascontiguousarray(img.transpose(2, 0, 1))
+        return {"name": name, "img": img}
+
+
+class VOC12ClassificationDataset(VOC12ImageDataset):
+    """Images with their 20-dim multi-hot labels (for classifier training)."""
+
+    def __init__(self, img_name_list_path: str, voc12_root: str, cls_labels: str | None = None, **kw):
+        super().__init__(img_name_list_path, voc12_root, **kw)
+        self.label_list = get_cls_labels(voc12_root, self.img_name_list, cls_labels)
+
+    def __getitem__(self, idx: int) -> dict:
+        out = super().__getitem__(idx)
+        out["label"] = torch.from_numpy(self.label_list[idx])
+        return out
+
+
+class VOC12ClassificationDatasetMSF(VOC12ClassificationDataset):
+    """Multi-scale inference: per scale a [2, 3, h, w] stack of the image and its mirror."""
+
+    def __init__(self, img_name_list_path: str, voc12_root: str, scales=(1.0,), cls_labels: str | None = None,
+                 names: list[str] | None = None):
+        super().__init__(img_name_list_path, voc12_root, cls_labels=cls_labels, names=names)
+        self.scales = tuple(float(s) for s in scales)
+
+    def __getitem__(self, idx: int) -> dict:
+        name = self.img_name_list[idx]
+        img = load_image(self.voc12_root, name)
+        ms = []
+        for s in self.scales:
+            im = img if s == 1.0 else imutils.pil_rescale(img, s, order=3)
+            im = imutils.normalize(im).transpose(2, 0, 1)
+            ms.append(torch.from_numpy(np.ascontiguousarray(np.stack([im, im[..., ::-1]], 0))))
+        return {"name": name, "img": ms if len(self.scales) > 1 else ms[0],
+                "size": (img.shape[0], img.shape[1]), "label": torch.from_numpy(self.label_list[idx])}
+
+
+class VOC12SegmentationDataset(Dataset):
+    """Images with ground-truth class maps (for evaluation)."""
+
+    def __init__(self, img_name_list_path: str, voc12_root: str, names: list[str] | None = None):
+        self.img_name_list = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
+        self.voc12_root = voc12_root
+
+    def __len__(self) -> int:
+        return len(self.img_name_list)
+
+    def __getitem__(self, idx: int) -> dict:
+        name = self.img_name_list[idx]
+        return {"name": name, "label": load_seg_label(self.voc12_root, name)}
+
+
+def check_voc_root(voc12_root: str, need: tuple[str, ...] = (IMG_FOLDER_NAME,)) -> None:
+    """Fail with guidance when ``voc12_root`` does not look like a VOC2012 devkit folder."""
+    root = Path(voc12_root)
+    missing = [d for d in need if not (root / d).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"--voc12_root {voc12_root}: missing {', '.join(missing)}. Point --voc12_root (or VOC12_ROOT) "
+            "at a VOC2012 folder containing JPEGImages/, SegmentationClass/, Annotations/ and "
+            "ImageSets/Segmentation/, or make the toy set: python scripts/make_toy_voc.py --out toy_voc")
+
+
+__all__ = [
+    "IGNORE_LABEL", "NUM_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "load_img_name_list", "load_cls_labels",
+    "get_cls_labels", "load_image", "load_seg_label", "VOC12ImageDataset", "VOC12ClassificationDataset",
+    "VOC12ClassificationDatasetMSF", "VOC12SegmentationDataset", "check_voc_root", "resolve_list",
+]
