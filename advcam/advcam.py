@@ -43,8 +43,8 @@ def restricting_mask(R: torch.Tensor, tau: float) -> torch.Tensor:
 def climb_step(x: torch.Tensor, g: torch.Tensor, xi: float) -> torch.Tensor:
     """x_{t+1} = clamp(x_t + xi * g / max|g|) per leading index (Eq. 2).
 
-    ``x``, ``g``: [N, 2, 3, h, w] (N independent flip pairs). The step is L-inf normalised over each
-    pair, and each pair is clamped to its own scalar range [min x_t, max x_t], as in the reference.
+    ``x``, ``g``: [N, ...] (N independent images or flip pairs). The step is L-inf normalised over each
+    item, and each item is clamped to its own scalar range [min x_t, max x_t], as in the reference.
     """
     n = x.shape[0]
     gmax = g.abs().reshape(n, -1).amax(1).view(n, 1, 1, 1, 1)
@@ -276,7 +276,8 @@ class AdvCAM:
     ``AdvCAM(model, target_layer)(images, targets)`` returns the accumulated maps sum_t R(x_t),
     [B, h', w'] at the target layer's resolution (unnormalised; see :func:`normalize_maps`).
 
-    For ``advcam.nets.resnet50_cam.CAM`` with ``target_layer="stage4"`` the closed form of Grad-CAM is
+    For ``advcam.nets.resnet50_cam.CAM`` (or any network with its ``features``/``stage4``/bias-free 1x1
+    ``classifier`` layout) with ``target_layer="stage4"`` the closed form of Grad-CAM is
     used (exactly the reference method, including its ReLU-mean logits); for any other model Grad-CAM
     runs through hooks on ``target_layer`` (a module or its dotted name), the objective uses the model's
     logits, and the Grad-CAM weights use the reference's normalisation (gradient sum over the count of
@@ -299,8 +300,7 @@ class AdvCAM:
                                  f"top-level modules are {names}") from None
         else:
             self.layer = target_layer
-        from advcam.nets.resnet50_cam import CAM
-        self.closed_form = isinstance(model, CAM) and self.layer is model.stage4
+        self.closed_form = has_closed_form(model, self.layer)
         self._hooks = None if self.closed_form else _GradCAMHooks(self.layer)
 
     def __enter__(self) -> AdvCAM:
@@ -358,6 +358,13 @@ class AdvCAM:
             (g,) = torch.autograd.grad((L_cls - self.lam * L_ad).sum(), x)
             x = climb_step(x.detach(), g, self.xi)
         return acc
+
+
+def has_closed_form(model: nn.Module, layer: nn.Module) -> bool:
+    """True for CAM-style networks: ``features`` ending in ``layer`` (``stage4``) and a bias-free 1x1 head."""
+    head = getattr(model, "classifier", None)
+    return (isinstance(head, nn.Conv2d) and head.bias is None and head.kernel_size == (1, 1)
+            and callable(getattr(model, "features", None)) and getattr(model, "stage4", None) is layer)
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""``obtain_CAM_masking.py``: AdvCAM seeds (anti-adversarial climbing) for every image of ``--train_list``.
+
+Flags, defaults and output format are the reference's; known defects are fixed (``--AD_coeff``
+takes floats, ``--cam_scales`` parses a list, the weights file is used as given with a fallback to
+the reference's ``<name>.pth``, no hard-coded CUDA device list).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+
+import torch
+
+from advcam.advcam import advcam_image
+from advcam.steps.cam_inference import run_cam_pass
+from advcam.utils import default_voc12_root, float_list, setup_logging, str2bool
+
+TARGET_LAYERS = ("stage1", "stage2", "stage3", "stage4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--num_workers", default=os.cpu_count() // 2, type=int)
+    p.add_argument("--voc12_root", default=default_voc12_root(), type=str)
+    p.add_argument("--train_list", default="voc12/train.txt", type=str, help="the images processed")
+    p.add_argument("--val_list", default="voc12/val.txt", type=str, help="unused (kept for compatibility)")
+    p.add_argument("--infer_list", default="voc12/train.txt", type=str, help="unused (kept for compatibility)")
+    p.add_argument("--chainer_eval_set", default="train", type=str, help="unused (kept for compatibility)")
+    p.add_argument("--cls_labels", default=None, type=str,
+                   help="cls_labels.npy (default: built from <voc12_root>/Annotations and cached)")
+    p.add_argument("--cam_network", default="net.resnet50_cam", type=str)
+    p.add_argument("--cam_crop_size", default=512, type=int, help="unused (kept for compatibility)")
+    p.add_argument("--cam_batch_size", default=2, type=int, help="unused (kept for compatibility)")
+    p.add_argument("--cam_num_epoches", default=5, type=int, help="unused (kept for compatibility)")
+    p.add_argument("--cam_learning_rate", default=0.1, type=float, help="unused (kept for compatibility)")
+    p.add_argument("--cam_weight_decay", default=1e-4, type=float, help="unused (kept for compatibility)")
+    p.add_argument("--cam_eval_thres", default=0.15, type=float, help="unused (kept for compatibility)")
+    p.add_argument("--cam_scales", default=(1.0, 0.5, 1.5, 2.0), type=float_list)
+    p.add_argument("--cam_weights_name", default="sess/res50_cam.pth", type=str,
+                   help="classifier weights (the reference's <name>.pth is found too)")
+    p.add_argument("--target_layer", default="stage4", type=str, help=f"one of {', '.join(TARGET_LAYERS)}")
+    p.add_argument("--cam_out_dir", default="result/cam_adv_mask", type=str)
+    p.add_argument("--adv_iter", default=27, type=int, help="T: climbing steps per class and scale")
+    p.add_argument("--AD_coeff", default=7, type=float, help="lambda: weight of the restriction term")
+    p.add_argument("--AD_stepsize", default=0.08, type=float, help="xi: step size")
+    p.add_argument("--score_th", default=0.5, type=float, help="tau: restricting-mask threshold")
+    p.add_argument("--engine", default="fast", choices=("reference", "fast"))
+    p.add_argument("--amp", default=False, type=str2bool, help="bf16 autocast on CUDA (fast engine)")
+    p.add_argument("--device", default=None, type=str, help="one torch device (default: every visible GPU)")
+    p.add_argument("--skip_bad_images", default=False, type=str2bool,
+                   help="log and skip unreadable images instead of stopping")
+    p.add_argument("--log_name", default=None, type=str, help="also append the log to <log_name>.log")
+    return p
+
+
+def advcam_seed(model, pairs, scales, keys, size, device, *, args):
+    """One image's AdvCAM maps (the per-image function of the CAM loop)."""
+    amp = torch.bfloat16 if args.amp and device.type == "cuda" else None
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        pairs = [p.contiguous(memory_format=torch.channels_last) for p in pairs]
+    return advcam_image(model, pairs, scales, keys, tuple(size), adv_iter=args.adv_iter, xi=args.AD_stepsize,
+                        lam=args.AD_coeff, tau=args.score_th, engine=args.engine, target_layer=args.target_layer,
+                        amp_dtype=amp)
+
+
+def validate_args(args, parser: argparse.ArgumentParser) -> None:
+    if args.target_layer not in TARGET_LAYERS:
+        parser.error(f"--target_layer {args.target_layer!r} is not a layer of the CAM network; "
+                     f"valid layers: {', '.join(TARGET_LAYERS)}")
+    if args.engine == "fast" and args.target_layer != "stage4":
+        parser.error("--engine fast needs --target_layer stage4 (its Grad-CAM closed form holds there); "
+                     "use --engine reference for other layers")
+    if args.adv_iter < 1:
+        parser.error(f"--adv_iter must be >= 1, got {args.adv_iter}")
+    if not os.path.isdir(os.path.join(args.voc12_root, "JPEGImages")):
+        parser.error(f"--voc12_root {args.voc12_root} has no JPEGImages/ folder: point it at PASCAL VOC 2012 "
+                     "(or set VOC12_ROOT), or run the toy demo with `bash get_mask_quality.sh`")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    validate_args(args, parser)
+    setup_logging(args.log_name + ".log" if args.log_name else None)
+    fn = functools.partial(advcam_seed, args=args)
+    return run_cam_pass(args, None, fn, f"AdvCAM ({args.engine})")
+
+
+def cli() -> None:
+    try:
+        main()
+    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+        sys.exit(f"obtain_CAM_masking.py: error: {e}")

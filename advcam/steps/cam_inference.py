@@ -1,0 +1,125 @@
+"""The image loop shared by the CAM passes (make_cam, obtain_CAM_masking): resumable, one worker per GPU."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from advcam.io import save_cam_npy
+from advcam.nets.resnet50_cam import build_cam_net
+from advcam.utils import resolve_cam_weights
+from voc12.dataloader import VOC12ClassificationDatasetMSF, get_cls_labels, load_img_name_list
+
+log = logging.getLogger("advcam.cam")
+
+# fn(model, pairs on device, scales, keys, (H, W), device) -> (cam [K, H/4, W/4], high_res [K, H, W])
+PerImage = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+class _Tolerant(Dataset):
+    """Wraps the multi-scale dataset; with ``skip_bad`` an unreadable image becomes an error record."""
+
+    def __init__(self, ds: Dataset, skip_bad: bool):
+        self.ds, self.skip_bad = ds, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            return self.ds[i]
+        except (OSError, ValueError) as e:
+            if not self.skip_bad:
+                raise
+            return {"name": self.ds.img_name_list[i], "error": str(e)}
+
+
+def _first(batch: list) -> dict:
+    return batch[0]
+
+
+def pending_names(names: list[str], out_dir: str) -> list[str]:
+    """Images whose ``<out_dir>/<id>.npy`` does not exist yet (outputs are atomic, so existing = complete)."""
+    return [n for n in names if not os.path.exists(os.path.join(out_dir, n + ".npy"))]
+
+
+def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], labels: np.ndarray, args,
+            fn: PerImage, desc: str, queue) -> None:
+    device = torch.device(devices[rank])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    model = build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
+    mine = names[rank::n_workers]
+    ds = VOC12ClassificationDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=mine)
+    ds.label_list = labels[rank::n_workers]
+    loader = DataLoader(_Tolerant(ds, args.skip_bad_images), batch_size=1, shuffle=False, collate_fn=_first,
+                        num_workers=min(args.num_workers // max(1, n_workers), 4), pin_memory=device.type == "cuda")
+    done = classes = bad = 0
+    t0 = time.time()
+    bar = tqdm(loader, desc=f"{desc} [{devices[rank]}]", position=rank, unit="img", dynamic_ncols=True)
+    for pack in bar:
+        if "error" in pack:
+            log.warning("skipping unreadable image %s: %s", pack["name"], pack["error"])
+            bad += 1
+            continue
+        keys = torch.nonzero(pack["label"])[:, 0]
+        pairs = pack["img"] if isinstance(pack["img"], list) else [pack["img"]]
+        pairs = [p.to(device, non_blocking=True) for p in pairs]
+        cam, high_res = fn(model, pairs, args.cam_scales, keys.tolist(), pack["size"], device)
+        save_cam_npy(os.path.join(args.cam_out_dir, pack["name"] + ".npy"), keys, cam, high_res)
+        done += 1
+        classes += len(keys)
+        bar.set_postfix(img_per_s=f"{done / (time.time() - t0):.2f}")
+    bar.close()
+    queue.put((done, classes, bad))
+
+
+def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str) -> dict:
+    """Run ``fn`` over the images of ``args.train_list`` (or ``names``), writing ``<cam_out_dir>/<id>.npy``.
+
+    Finished images are skipped, so an interrupted run resumes. One worker process per visible CUDA
+    device (the list split round-robin), or the CPU in this process when there is none.
+    """
+    t0 = time.time()
+    if names is None:
+        names = load_img_name_list(args.train_list, args.voc12_root)
+    os.makedirs(args.cam_out_dir, exist_ok=True)
+    todo = pending_names(names, args.cam_out_dir)
+    resolve_cam_weights(args.cam_weights_name)  # fail early, before any worker starts
+    log.info("%s: %d images in %s, %d already in %s, %d to do", desc, len(names), args.train_list,
+             len(names) - len(todo), args.cam_out_dir, len(todo))
+    stats = {"images": 0, "classes": 0, "bad": 0, "skipped": len(names) - len(todo)}
+    if todo:
+        labels = get_cls_labels(args.voc12_root, todo, getattr(args, "cls_labels", None))
+        if getattr(args, "device", None):
+            devices = [args.device]
+        elif torch.cuda.is_available():
+            devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        else:
+            devices = ["cpu"]
+        if len(devices) == 1:
+            import queue as _q
+            q = _q.SimpleQueue()
+            _worker(0, 1, devices, todo, labels, args, fn, desc, q)
+            results = [q.get()]
+        else:
+            ctx = torch.multiprocessing.get_context("spawn")
+            q = ctx.SimpleQueue()
+            torch.multiprocessing.start_processes(_worker, nprocs=len(devices), start_method="spawn",
+                                                  args=(len(devices), devices, todo, labels, args, fn, desc, q))
+            results = [q.get() for _ in devices]
+        for done, classes, bad in results:
+            stats["images"] += done
+            stats["classes"] += classes
+            stats["bad"] += bad
+    stats["seconds"] = time.time() - t0
+    log.info("%s done: %d images (%d classes) written, %d skipped as done, %d unreadable, %.1f s, output %s",
+             desc, stats["images"], stats["classes"], stats["skipped"], stats["bad"], stats["seconds"],
+             args.cam_out_dir)
+    return stats

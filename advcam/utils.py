@@ -1,0 +1,103 @@
+"""Small shared helpers: argument types, devices, logging, the poly learning-rate SGD."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+
+import torch
+
+DEFAULT_VOC12_ROOT = "Dataset/VOC2012_SEG_AUG/"
+
+
+def str2bool(v) -> bool:
+    """The reference's boolean flags: yes/true/t/y/1 and no/false/f/n/0, any case."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("yes", "true", "t", "y", "1"):
+        return True
+    if s in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"boolean value expected (true/false), got {v!r}")
+
+
+def float_list(values) -> tuple[float, ...]:
+    """Parse scales given as ``1.0 0.5``, ``1.0,0.5`` or ``(1.0, 0.5, 1.5, 2.0)``."""
+    if isinstance(values, (int, float)):
+        return (float(values),)
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values:
+        if isinstance(v, (int, float)):
+            out.append(float(v))
+            continue
+        for tok in re.split(r"[\s,()\[\]]+", str(v)):
+            if tok:
+                try:
+                    out.append(float(tok))
+                except ValueError:
+                    raise argparse.ArgumentTypeError(f"not a number in a list of scales: {tok!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("empty list of scales")
+    return tuple(out)
+
+
+def default_voc12_root() -> str:
+    return os.environ.get("VOC12_ROOT", DEFAULT_VOC12_ROOT)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``name`` if given, else the current CUDA device when one is visible, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup_logging(log_file: str | None = None) -> None:
+    """Log to stdout and, if given, append to ``log_file`` (the reference tees stdout to <log_name>.log)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, mode="a"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=handlers, force=True)
+
+
+class PolyOptimizer(torch.optim.SGD):
+    """SGD with lr_t = lr_0 * (1 - t / max_step) ** power, stepped once per iteration.
+
+    The reference passed (params, lr, weight_decay) positionally to SGD, whose third positional
+    argument is momentum: it trained with momentum 1e-4 (practically none) and called the poly power
+    0.9 "momentum". Here momentum is 0 unless asked for, weight decay is the given one, power is 0.9.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float, max_step: int, power: float = 0.9,
+                 momentum: float = 0.0):
+        super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+        self.global_step = 0
+        self.max_step = max(1, max_step)
+        self.power = power
+        self._initial_lr = [g["lr"] for g in self.param_groups]
+
+    def step(self, closure=None):
+        if self.global_step < self.max_step:
+            factor = (1 - self.global_step / self.max_step) ** self.power
+            for g, lr0 in zip(self.param_groups, self._initial_lr, strict=True):
+                g["lr"] = lr0 * factor
+        out = super().step(closure)
+        self.global_step += 1
+        return out
+
+
+def resolve_cam_weights(path: str) -> str:
+    """The classifier file: ``path`` as given, else the reference's ``<path>.pth`` form."""
+    if os.path.isfile(path):
+        return path
+    if os.path.isfile(path + ".pth"):
+        return path + ".pth"
+    raise FileNotFoundError(
+        f"CAM weights not found at {path} (nor at the reference's {path}.pth): run the train_cam pass "
+        "(python run_sample.py --train_cam_pass True) or pass --cam_weights_name PATH")

@@ -1,0 +1,25 @@
+"""advcam: AdvCAM (CVPR 2021) and the IRN pipeline, re-implemented for current PyTorch."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [line.split("#")[0].strip() for line in (here / "requirements.txt").read_text().splitlines()]
+
+setup(
+    name="advcam",
+    version="0.1.0",
+    description="Anti-adversarially manipulated attributions (AdvCAM) and IRN for weakly supervised segmentation",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["advcam", "advcam.*", "voc12"]),
+    install_requires=[r for r in requirements if r],
+    entry_points={
+        "console_scripts": [
+            "advcam-run-sample=advcam.run_sample:cli",
+            "advcam-obtain-cam=advcam.obtain_cam_masking:cli",
+        ]
+    },
+    license="MIT",
+)

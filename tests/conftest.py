@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny CAM-shaped networks that run in milliseconds."""
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+class TinyCAM(nn.Module):
+    """A CAM network in miniature: conv features at stride 16 and a bias-free 1x1 head.
+
+    It has the interface of ``advcam.nets.resnet50_cam.CAM`` (``features``, ``classifier``,
+    ``class_maps``, ``forward(x, separate)``, a ``stage4`` module), so both AdvCAM engines run on it.
+    """
+
+    def __init__(self, num_classes: int = 4, width: int = 16):
+        super().__init__()
+        self.stage1 = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(),
+                                    nn.Conv2d(width, width, 3, 2, 1), nn.ReLU())
+        self.stage4 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(),
+                                    nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.ReLU())
+        self.classifier = nn.Conv2d(4 * width, num_classes, 1, bias=False)
+
+    def features(self, x):
+        return self.stage4(self.stage1(x))
+
+    def class_maps(self, x):
+        return F.conv2d(self.features(x), self.classifier.weight)
+
+    def forward(self, x, separate=False):
+        s = self.class_maps(x)
+        if separate:
+            return s
+        s = F.relu(s)
+        return s[0] + s[1].flip(-1)
+
+    def logits(self, x):
+        return self.classifier(self.features(x).mean((2, 3), keepdim=True)).flatten(1)
+
+
+def square_images(n: int, size: int = 64, num_classes: int = 4, seed: int = 0):
+    """Images with 1-2 coloured squares; class k = colour k. Returns (images [n,3,s,s], labels [n,C])."""
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.tensor([[2.0, -1, -1], [-1, 2.0, -1], [-1, -1, 2.0], [2.0, 2.0, -1]])[:num_classes]
+    x = 0.3 * torch.randn(n, 3, size, size, generator=g)
+    y = torch.zeros(n, num_classes)
+    for i in range(n):
+        for _ in range(int(torch.randint(1, 3, (1,), generator=g))):
+            c = int(torch.randint(0, num_classes, (1,), generator=g))
+            s = int(torch.randint(size // 4, size // 2, (1,), generator=g))
+            r, q = (int(v) for v in torch.randint(0, size - s, (2,), generator=g))
+            x[i, :, r:r + s, q:q + s] = colours[c][:, None, None]
+            y[i, c] = 1
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_cam():
+    """A TinyCAM trained for a few hundred steps on coloured squares (about a second)."""
+    torch.manual_seed(0)
+    model = TinyCAM()
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    x, y = square_images(128)
+    for _ in range(150):
+        idx = torch.randint(0, len(x), (32,))
+        loss = F.multilabel_soft_margin_loss(model.logits(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
