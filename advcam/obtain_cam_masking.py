@@ -15,7 +15,7 @@ import torch
 
 from advcam.advcam import advcam_image
 from advcam.steps.cam_inference import run_cam_pass
-from advcam.utils import default_voc12_root, float_list, setup_logging, str2bool
+from advcam.utils import default_voc12_root, flat_scales, float_list, setup_logging, str2bool
 
 TARGET_LAYERS = ("stage1", "stage2", "stage3", "stage4")
 
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam_learning_rate", default=0.1, type=float, help="unused (kept for compatibility)")
     p.add_argument("--cam_weight_decay", default=1e-4, type=float, help="unused (kept for compatibility)")
     p.add_argument("--cam_eval_thres", default=0.15, type=float, help="unused (kept for compatibility)")
-    p.add_argument("--cam_scales", default=(1.0, 0.5, 1.5, 2.0), type=float_list)
+    p.add_argument("--cam_scales", default=(1.0, 0.5, 1.5, 2.0), type=float_list, nargs="+",
+                   help="e.g. 1.0 0.5 1.5 2.0 or 1.0,0.5,1.5,2.0")
     p.add_argument("--cam_weights_name", default="sess/res50_cam.pth", type=str,
                    help="classifier weights (the reference's <name>.pth is found too)")
     p.add_argument("--target_layer", default="stage4", type=str, help=f"one of {', '.join(TARGET_LAYERS)}")
@@ -84,6 +85,7 @@ def validate_args(args, parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.cam_scales = flat_scales(args.cam_scales)
     validate_args(args, parser)
     setup_logging(args.log_name + ".log" if args.log_name else None)
     fn = functools.partial(advcam_seed, args=args)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
 import time
 
-from advcam.utils import default_voc12_root, float_list, setup_logging, str2bool
+from advcam.io import atomic_path
+from advcam.utils import default_voc12_root, flat_scales, float_list, setup_logging, str2bool
 
 log = logging.getLogger("advcam")
 
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam_learning_rate", default=0.1, type=float)
     p.add_argument("--cam_weight_decay", default=1e-4, type=float)
     p.add_argument("--cam_eval_thres", default=0.15, type=float)
-    p.add_argument("--cam_scales", default=(1.0, 0.5, 1.5, 2.0), type=float_list)
+    p.add_argument("--cam_scales", default=(1.0, 0.5, 1.5, 2.0), type=float_list, nargs="+",
+                   help="e.g. 1.0 0.5 1.5 2.0 or 1.0,0.5,1.5,2.0")
     p.add_argument("--pretrained", default=None, type=str, help="torchvision ResNet-50 ImageNet state dict")
     p.add_argument("--no_pretrained", default=False, type=str2bool, help="train the classifier from scratch")
     # Mining Inter-pixel Relations
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ir_label_out_dir", default="result/ir_label", type=str)
     p.add_argument("--sem_seg_out_dir", default="result/sem_seg", type=str)
     p.add_argument("--ins_seg_out_dir", default="result/ins_seg", type=str)
+    p.add_argument("--results_json", default=None, type=str,
+                   help="record each evaluation's numbers in this JSON file (keyed by pass and folder)")
     p.add_argument("--skip_bad_images", default=False, type=str2bool,
                    help="log and skip unreadable images instead of stopping")
     # Steps
@@ -103,6 +108,7 @@ def check_voc12_root(args, parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.cam_scales = flat_scales(args.cam_scales)
     if not any(getattr(args, f"{n}_pass") for n in PASSES):
         parser.exit(2, "run_sample.py: nothing to do: switch passes on, e.g. --train_cam_pass True "
                        "--make_cam_pass True --eval_cam_pass True\n")
@@ -119,7 +125,24 @@ def main(argv: list[str] | None = None) -> dict:
             log.info("step.%s: %s", MODULES[name], time.strftime("%Y-%m-%d %H:%M:%S"))
             module = importlib.import_module(f"advcam.steps.{MODULES[name]}")
             results[name] = module.run(args)
+            if args.results_json and name.startswith("eval"):
+                record_result(args.results_json, f"{name}:{EVALUATED_DIR[name](args)}", results[name])
     return results
+
+
+EVALUATED_DIR = {"eval_cam": lambda a: a.cam_out_dir, "eval_sem_seg": lambda a: a.sem_seg_out_dir,
+                 "eval_ins_seg": lambda a: a.ins_seg_out_dir}
+
+
+def record_result(path: str, key: str, value) -> None:
+    """Merge {key: value} into the JSON file at ``path`` (written atomically)."""
+    data = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            data = json.load(f)
+    data[key] = value
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=float)
 
 
 def cli() -> None:

@@ -46,6 +46,13 @@ def float_list(values) -> tuple[float, ...]:
     return tuple(out)
 
 
+def flat_scales(value) -> tuple[float, ...]:
+    """``--cam_scales`` after parsing: the default tuple, or one tuple per command-line token, flattened."""
+    if value and isinstance(value[0], tuple):
+        return tuple(s for group in value for s in group)
+    return tuple(float(s) for s in value)
+
+
 def default_voc12_root() -> str:
     return os.environ.get("VOC12_ROOT", DEFAULT_VOC12_ROOT)
 

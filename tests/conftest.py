@@ -76,3 +76,48 @@ def trained_tiny_cam():
         loss.backward()
         opt.step()
     return model.eval()
+
+
+COLOURS = {0: (230, 30, 30), 7: (30, 200, 30), 14: (40, 40, 230)}  # aeroplane, cat, person
+
+
+def write_tiny_voc(root: str, n: int = 12, seed: int = 0) -> str:
+    """A minimal VOC2012-layout folder of coloured squares (48x64 and 64x48), with every list file."""
+    import numpy as np
+    from PIL import Image
+
+    from voc12 import CAT_LIST, VOC_PALETTE
+    for d in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in range(n):
+        name = f"2100_{i:06d}"
+        ids.append(name)
+        h, w = (48, 64) if i % 3 else (64, 48)
+        img = rng.integers(60, 120, (h, w, 3)).astype(np.uint8)
+        seg = np.zeros((h, w), np.uint8)
+        objs = []
+        for c in rng.choice(list(COLOURS), size=rng.integers(1, 3), replace=False):
+            s = int(rng.integers(14, 24))
+            y, x = int(rng.integers(0, h - s)), int(rng.integers(0, w - s))
+            img[y:y + s, x:x + s] = COLOURS[c]
+            seg[y:y + s, x:x + s] = c + 1
+            seg[y, x:x + s] = 255  # an ignore edge, as VOC has
+            objs.append(CAT_LIST[c])
+        Image.fromarray(img).save(os.path.join(root, "JPEGImages", name + ".jpg"), quality=95)
+        pal = Image.fromarray(seg).convert("P")
+        pal.putpalette(VOC_PALETTE)
+        pal.save(os.path.join(root, "SegmentationClass", name + ".png"))
+        with open(os.path.join(root, "Annotations", name + ".xml"), "w") as f:
+            f.write("<annotation>" + "".join(f"<object><name>{o}</name></object>" for o in objs) + "</annotation>")
+    lists = {"train_aug": ids[: 2 * n // 3], "train": ids[: n // 3], "val": ids[2 * n // 3:]}
+    for k, v in lists.items():
+        with open(os.path.join(root, "ImageSets", "Segmentation", k + ".txt"), "w") as f:
+            f.write("\n".join(v) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_voc(tmp_path):
+    return write_tiny_voc(str(tmp_path / "voc"))

@@ -30,8 +30,10 @@ def eval_names(args) -> list[str]:
     return load_img_name_list(path)
 
 
-def run(args, thresholds=THRESHOLDS) -> float:
-    """Evaluate every threshold in one pass over the files; print each mIoU and the best; return the best."""
+def run(args, thresholds=THRESHOLDS) -> dict:
+    """Evaluate every threshold in one pass over the files; print each mIoU and the best.
+
+    Returns {"miou": best mIoU (fraction), "threshold": its background threshold, "mious": all}."""
     names = eval_names(args)
     confs = [ConfusionMatrix(21) for _ in thresholds]
     for name in tqdm(names, desc="eval_cam", unit="img"):
@@ -59,4 +61,4 @@ def run(args, thresholds=THRESHOLDS) -> float:
     log.info("per-class IoU at the best threshold %.2f:\n%s", thresholds[best],
              format_iou_table(iou(confs[best].matrix)))
     log.info("best threshold %.2f: mIoU %.2f (%s)", thresholds[best], 100 * mious[best], args.cam_out_dir)
-    return float(mious[best])
+    return {"miou": float(mious[best]), "threshold": thresholds[best], "mious": [float(m) for m in mious]}

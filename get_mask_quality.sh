@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# AdvCAM seeds -> IRN pseudo masks, and their quality (mIoU against VOC ground truth).
+#
+#   bash get_mask_quality.sh                        # no VOC configured: toy VOC demo on the CPU
+#   bash get_mask_quality.sh --voc12_root DIR [..]  # real VOC 2012 + SBD with the reference defaults
+#   VOC12_ROOT=DIR bash get_mask_quality.sh [..]    # the same
+#
+# Extra arguments are passed to every run_sample.py / obtain_CAM_masking.py call (e.g. --device cuda:1).
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+
+VOC_ROOT="${VOC12_ROOT:-}"
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --voc12_root) VOC_ROOT="$2"; shift 2 ;;
+    --voc12_root=*) VOC_ROOT="${1#*=}"; shift ;;
+    *) EXTRA+=("$1"); shift ;;
+  esac
+done
+
+if [ -n "$VOC_ROOT" ]; then
+  # Real VOC: the reference pipeline with its defaults (AdvCAM on train_aug, then IRN).
+  OUT=${OUT:-result}
+  RES="$OUT/results.json"
+  $PY obtain_CAM_masking.py --voc12_root "$VOC_ROOT" --train_list voc12/train_aug.txt \
+      --cam_out_dir "$OUT/cam_adv_mask" "${EXTRA[@]}"
+  $PY run_sample.py --voc12_root "$VOC_ROOT" --cam_out_dir "$OUT/cam_adv_mask" --results_json "$RES" \
+      --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True \
+      --make_sem_seg_pass True --eval_sem_seg_pass True "${EXTRA[@]}"
+  $PY scripts/results_table.py "$RES" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \
+      "IRN masks=eval_sem_seg:result/sem_seg"
+  exit 0
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Toy demo (no VOC here): a generated VOC-format set, a classifier trained from scratch on the CPU,
+# plain CAM and AdvCAM seeds, IRN. Settings are scaled to the toy images; everything else is default.
+# ------------------------------------------------------------------------------------------------
+OUT=${OUT:-demo_out}
+TOY=${TOY_VOC:-toy_voc}
+RES="$OUT/results.json"
+mkdir -p "$OUT"
+[ -f "$TOY/ImageSets/Segmentation/train_aug.txt" ] || $PY scripts/make_toy_voc.py --out "$TOY"
+echo "No VOC root configured: running the toy demo on $TOY (set VOC12_ROOT or --voc12_root for real VOC)."
+rm -f "$RES"
+COMMON=(--voc12_root "$TOY" --train_list "$TOY/ImageSets/Segmentation/train_aug.txt"
+        --val_list "$TOY/ImageSets/Segmentation/val.txt" --infer_list "$TOY/ImageSets/Segmentation/train_aug.txt"
+        --cam_weights_name "$OUT/sess/res50_cam.pth" --irn_weights_name "$OUT/sess/res50_irn.pth"
+        --log_name "$OUT/demo" --results_json "$RES")
+TOY_SCALES=(--cam_scales 1.0 0.5 1.5)
+
+# 1. classifier from scratch, plain CAM seeds
+$PY run_sample.py "${COMMON[@]}" --no_pretrained True --cam_crop_size 128 --cam_resize_long 112 144 \
+    --cam_batch_size 16 --cam_num_epoches 12 --cam_learning_rate 0.05 "${TOY_SCALES[@]}" \
+    --cam_out_dir "$OUT/cam" --train_cam_pass True --make_cam_pass True --eval_cam_pass True "${EXTRA[@]}"
+# 2. AdvCAM seeds (default climbing parameters) on every training image
+$PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$TOY/ImageSets/Segmentation/train_aug.txt" \
+    --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" "${TOY_SCALES[@]}" "${EXTRA[@]}"
+# 3. AdvCAM seed quality, IRN relation labels, IRN, random-walk masks and their quality
+$PY run_sample.py "${COMMON[@]}" --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" \
+    --sem_seg_out_dir "$OUT/sem_seg" --irn_crop_size 128 --irn_batch_size 16 --irn_num_epoches 6 \
+    --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True \
+    --eval_sem_seg_pass True "${EXTRA[@]}"
+$PY scripts/results_table.py "$RES" "CAM seeds=eval_cam:$OUT/cam" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \
+    "IRN masks=eval_sem_seg:$OUT/sem_seg"
