@@ -203,7 +203,7 @@ def relation_labels(label: torch.Tensor | np.ndarray, path_index: PathIndex,
     A pair is valid when both labels are < ``n_labels``; bg-positive: equal and 0; fg-positive:
     equal and > 0; negative: different.
     """
-    lab = torch.as_tensor(np.asarray(label) if not isinstance(label, torch.Tensor) else label).long()
+    lab = label.long() if isinstance(label, torch.Tensor) else torch.from_numpy(np.array(label, dtype=np.int64))
     src, dst = path_index.get_src_dst(tuple(lab.shape))
     flat = lab.reshape(-1)
     a = flat[src].unsqueeze(0)

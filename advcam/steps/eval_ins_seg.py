@@ -1,0 +1,100 @@
+"""Pass eval_ins_seg: VOC instance-segmentation mAP of the instance pseudo labels at IoU 0.5 and 0.75.
+
+Reads ``<ins_seg_out_dir>/<id>.npy`` and, as ground truth, ``SegmentationObject/<id>.png`` (instance ids,
+0 background, 255 ignore) with ``SegmentationClass/<id>.png`` (each instance's class) for the ids of
+``ImageSets/Segmentation/<chainer_eval_set>.txt``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from advcam.metrics import eval_instance_segmentation_voc
+from advcam.steps.eval_cam import eval_names
+from voc12 import CAT_LIST, IGNORE_LABEL
+from voc12.dataloader import load_seg_label
+
+log = logging.getLogger("advcam.eval_ins_seg")
+
+IOU_THRESHOLDS = (0.5, 0.75)
+
+
+def load_gt_instances(voc12_root: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(masks bool [R, H, W], 0-based classes [R]) of one image's ground-truth instances."""
+    path = os.path.join(voc12_root, "SegmentationObject", name + ".png")
+    try:
+        inst = np.asarray(Image.open(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"instance ground truth {path} not found: eval_ins_seg needs VOC2012's "
+                                "SegmentationObject/ folder in --voc12_root") from None
+    cls = load_seg_label(voc12_root, name)
+    if inst.shape != cls.shape:
+        raise ValueError(f"{path} is {inst.shape} but SegmentationClass/{name}.png is {cls.shape}")
+    masks, labels = [], []
+    for i in np.unique(inst):
+        if i == 0 or i == IGNORE_LABEL:
+            continue
+        m = inst == i
+        c = cls[m]
+        c = c[(c != 0) & (c != IGNORE_LABEL)]
+        if c.size == 0:
+            raise ValueError(f"{path}: instance {i} has no object class in SegmentationClass/{name}.png")
+        masks.append(m)
+        labels.append(int(np.bincount(c).argmax()) - 1)
+    if not masks:
+        return np.zeros((0, *inst.shape), bool), np.zeros(0, np.int64)
+    return np.stack(masks), np.asarray(labels, np.int64)
+
+
+def load_detections(out_dir: str, name: str) -> dict:
+    """One image's {"score", "mask", "class"} as make_ins_seg writes them."""
+    path = os.path.join(out_dir, name + ".npy")
+    det = np.load(path, allow_pickle=True).item()
+    if not isinstance(det, dict) or not {"score", "mask", "class"} <= set(det):
+        raise ValueError(f"{path}: not an instance label file (a dict with score, mask and class)")
+    return det
+
+
+def _fmt_ap(ap: np.ndarray) -> str:
+    return ", ".join(f"{CAT_LIST[i]} {'n/a' if np.isnan(v) else f'{100 * v:.1f}'}" for i, v in enumerate(ap))
+
+
+def run(args) -> dict:
+    """Evaluate; returns {"map50", "map75", "ap50", "ap75" (20, None where no ground truth), "images"}."""
+    names = eval_names(args)
+    missing = [n for n in names if not os.path.isfile(os.path.join(args.ins_seg_out_dir, n + ".npy"))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(names)} instance label files missing, e.g. "
+            f"{os.path.join(args.ins_seg_out_dir, missing[0] + '.npy')}: run the make_ins_seg pass "
+            f"(--make_ins_seg_pass True) with an --infer_list that covers the {args.chainer_eval_set} split")
+    pred_masks, pred_labels, pred_scores, gt_masks, gt_labels = [], [], [], [], []
+    for name in tqdm(names, desc="eval_ins_seg", unit="img"):
+        det = load_detections(args.ins_seg_out_dir, name)
+        gm, gl = load_gt_instances(args.voc12_root, name)
+        pm = np.asarray(det["mask"], dtype=bool)
+        if len(pm) and pm.shape[1:] != gm.shape[1:]:
+            raise ValueError(f"{args.ins_seg_out_dir}/{name}.npy has {pm.shape[1:]} masks, the ground truth is "
+                             f"{gm.shape[1:]}: the labels do not belong to this --voc12_root")
+        pred_masks.append(pm.reshape(-1, *gm.shape[1:]))
+        pred_labels.append(np.asarray(det["class"], dtype=np.int64))
+        pred_scores.append(np.asarray(det["score"], dtype=np.float64))
+        gt_masks.append(gm)
+        gt_labels.append(gl)
+    out: dict = {"images": len(names)}
+    log.info("read %d instance label files from %s, ground truth from %s (split %s)", len(names),
+             args.ins_seg_out_dir, args.voc12_root, args.chainer_eval_set)
+    for th in IOU_THRESHOLDS:
+        res = eval_instance_segmentation_voc(pred_masks, pred_labels, pred_scores, gt_masks, gt_labels,
+                                             iou_thresh=th, num_classes=len(CAT_LIST))
+        key = f"{round(100 * th)}"
+        out[f"map{key}"] = res["map"]
+        out[f"ap{key}"] = [None if math.isnan(v) else float(v) for v in res["ap"]]
+        log.info("AP@%.2f per class: %s", th, _fmt_ap(res["ap"]))
+        log.info("mAP@%.2f %.2f (%s)", th, 100 * res["map"], args.ins_seg_out_dir)
+    return out

@@ -1,0 +1,78 @@
+"""Pass eval_sem_seg: mIoU of the semantic pseudo labels against VOC ground truth.
+
+Reads ``<sem_seg_out_dir>/<id>.png`` (255 counted as background) and ``SegmentationClass/<id>.png`` for the ids
+of ``ImageSets/Segmentation/<chainer_eval_set>.txt``; logs the per-class IoU table, mIoU, background and mean
+foreground FP/FN ratios and pixel accuracy.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from advcam.metrics import ConfusionMatrix, format_iou_table, summarize
+from advcam.steps.eval_cam import eval_names
+from voc12.dataloader import load_seg_label
+
+log = logging.getLogger("advcam.eval_sem_seg")
+
+NUM_SEG_CLASSES = 21
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.nanmean(x)) if np.any(~np.isnan(x)) else float("nan")
+
+
+def _json_float(v: float) -> float | None:
+    return None if math.isnan(v) else float(v)
+
+
+def load_prediction(out_dir: str, name: str) -> np.ndarray:
+    """Predicted label map with 255 mapped to background, as the reference evaluates it."""
+    path = os.path.join(out_dir, name + ".png")
+    pred = np.array(Image.open(path))
+    if pred.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel label map, got shape {pred.shape}")
+    pred[pred == 255] = 0
+    if pred.max(initial=0) >= NUM_SEG_CLASSES:
+        raise ValueError(f"{path}: label {int(pred.max())} is not a VOC class (0-20)")
+    return pred
+
+
+def run(args) -> dict:
+    """Evaluate; returns {"miou", "iou" (21, None where undefined), "fp_bg", "fn_bg", "fp_fg_mean",
+    "fn_fg_mean", "pixel_acc", "among_predfg_bg", "images"} (fractions)."""
+    names = eval_names(args)
+    missing = [n for n in names if not os.path.isfile(os.path.join(args.sem_seg_out_dir, n + ".png"))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(names)} predictions missing, e.g. "
+            f"{os.path.join(args.sem_seg_out_dir, missing[0] + '.png')}: run the make_sem_seg pass "
+            f"(--make_sem_seg_pass True) with an --infer_list that covers the {args.chainer_eval_set} split")
+    conf = ConfusionMatrix(NUM_SEG_CLASSES)
+    for name in tqdm(names, desc="eval_sem_seg", unit="img"):
+        pred = load_prediction(args.sem_seg_out_dir, name)
+        gt = load_seg_label(args.voc12_root, name)
+        if pred.shape != gt.shape:
+            raise ValueError(f"{args.sem_seg_out_dir}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: "
+                             "the predictions do not belong to this --voc12_root")
+        conf.update(pred, gt)
+    s = summarize(conf.matrix)
+    fp, fn = s["fp"], s["fn"]
+    out = {"miou": s["miou"], "iou": [_json_float(v) for v in s["iou"]], "fp_bg": float(fp[0]),
+           "fn_bg": float(fn[0]), "fp_fg_mean": _nanmean(fp[1:]), "fn_fg_mean": _nanmean(fn[1:]),
+           "pixel_acc": s["pixel_acc"], "among_predfg_bg": s["among_predfg_bg"], "images": len(names)}
+    log.info("read %d predictions from %s, ground truth from %s (split %s)", len(names), args.sem_seg_out_dir,
+             args.voc12_root, args.chainer_eval_set)
+    log.info("per-class IoU:\n%s", format_iou_table(s["iou"]))
+    log.info("background: fp %.4f, fn %.4f; foreground mean: fp %.4f, fn %.4f", out["fp_bg"], out["fn_bg"],
+             out["fp_fg_mean"], out["fn_fg_mean"])
+    log.info("pixel accuracy %.2f%%, predicted foreground on background %.4f", 100 * out["pixel_acc"],
+             out["among_predfg_bg"])
+    log.info("mIoU %.2f (%s)", 100 * out["miou"], args.sem_seg_out_dir)
+    return out

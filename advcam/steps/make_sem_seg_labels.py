@@ -1,0 +1,164 @@
+"""Pass make_sem_seg: semantic pseudo labels by a random walk of the CAMs over IRN's class boundaries.
+
+Reads ``--irn_weights_name``, ``<cam_out_dir>/<id>.npy`` ("cam" at stride 4 and "keys") and the images of
+``--infer_list``; writes ``<sem_seg_out_dir>/<id>.png`` (uint8, 0 background, 1-20 classes) and
+``<id>_palette.png`` (the same labels with the VOC palette). Existing ``<id>.png`` files are skipped.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from advcam import imutils
+from advcam.indexing import propagate_to_edge
+from advcam.io import load_cam_npy, save_png
+from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
+from advcam.utils import pick_device
+from voc12 import VOC_PALETTE
+from voc12.dataloader import load_image, load_img_name_list
+
+log = logging.getLogger("advcam.make_sem_seg")
+
+RW_RADIUS = 5
+CAM_POWER = 1.5  # AdvCAM sharpens its (broad) maps before the random walk; IRN uses them as they are
+
+
+class FlipPairDataset(Dataset):
+    """Scale-1.0 inference pairs: {"name", "img" float [2, 3, H, W] (image, mirror), "size" (H, W)}."""
+
+    def __init__(self, names: list[str], voc12_root: str):
+        self.names = names
+        self.voc12_root = voc12_root
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, idx: int) -> dict:
+        name = self.names[idx]
+        img = load_image(self.voc12_root, name)
+        x = imutils.normalize(img).transpose(2, 0, 1)
+        pair = np.ascontiguousarray(np.stack([x, x[..., ::-1]], 0))
+        return {"name": name, "img": torch.from_numpy(pair), "size": img.shape[:2]}
+
+
+def _first(batch: list) -> dict:
+    return batch[0]
+
+
+def pair_loader(names: list[str], args, device: torch.device) -> DataLoader:
+    """Batch-size-1 loader of flip pairs."""
+    return DataLoader(FlipPairDataset(names, args.voc12_root), batch_size=1, shuffle=False, collate_fn=_first,
+                      num_workers=args.num_workers, pin_memory=device.type == "cuda")
+
+
+def padded_size(size: tuple[int, int], crop_size: int) -> tuple[int, int]:
+    """Network input size: at least ``crop_size`` (GroupNorm statistics then match training) and a multiple of 16."""
+    return tuple(-(-max(crop_size, s) // 16) * 16 for s in size)
+
+
+def build_irn(args, device: torch.device) -> EdgeDisplacement:
+    """The inference IRN with the trained weights, in eval mode."""
+    model = EdgeDisplacement(crop_size=None)
+    load_irn_weights(model, args.irn_weights_name)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def edge_and_displacement(model: EdgeDisplacement, pair: torch.Tensor, crop_size: int) -> tuple[torch.Tensor,
+                                                                                                  torch.Tensor]:
+    """Boundary map [h, w] and displacement [2, h, w] (h = ceil(H/4), w = ceil(W/4)) of a flip pair [2, 3, H, W]."""
+    height, width = pair.shape[-2:]
+    ph, pw = padded_size((height, width), crop_size)
+    edge, dp = model(F.pad(pair, [0, pw - width, 0, ph - height]))
+    h, w = imutils.get_strided_size((height, width), 4)
+    return edge[0, 0, :h, :w], dp[0, :, :h, :w]
+
+
+def load_cams(args, name: str, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+    """("cam" float [K, h, w] on ``device``, keys int64 [K]) of one image, checked against its size."""
+    path = os.path.join(args.cam_out_dir, name + ".npy")
+    cam_dict = load_cam_npy(path)
+    if not isinstance(cam_dict, dict) or not {"cam", "keys"} <= set(cam_dict):
+        raise ValueError(f"{path}: not a CAM file with 'cam' and 'keys' (as make_cam / obtain_CAM_masking.py write)")
+    keys = np.asarray(cam_dict["keys"], dtype=np.int64).reshape(-1)
+    cams = torch.as_tensor(cam_dict["cam"], dtype=torch.float32)
+    if cams.ndim != 3 or len(cams) != len(keys):
+        raise ValueError(f"{path}: 'cam' has shape {tuple(cams.shape)} for {len(keys)} keys; expected [K, h, w]")
+    hw = imutils.get_strided_size(size, 4)
+    if tuple(cams.shape[1:]) != hw:
+        raise ValueError(f"{path}: 'cam' is {tuple(cams.shape[1:])}, expected {hw} for the {size[0]}x{size[1]} "
+                         "image: the CAM files do not belong to this --voc12_root")
+    return cams.to(device), keys
+
+
+def random_walk_up(cams: torch.Tensor, edge: torch.Tensor, size: tuple[int, int], args) -> torch.Tensor:
+    """Random walk of ``cams`` [K, h, w] over ``edge``, bilinear x4, cropped to ``size``: [K, H, W]."""
+    rw = propagate_to_edge(cams, edge, radius=RW_RADIUS, beta=float(args.beta), exp_times=int(args.exp_times))
+    up = F.interpolate(rw[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
+    return up[:, :size[0], :size[1]]
+
+
+def sem_seg_label(rw_up: torch.Tensor, keys: np.ndarray, bg_thres: float) -> np.ndarray:
+    """uint8 labels: argmax over [bg_thres, rw_up / global max], mapped through [0] + keys + 1."""
+    rw_up = rw_up / (rw_up.max() + 1e-5)
+    scores = F.pad(rw_up, (0, 0, 0, 0, 1, 0), value=float(bg_thres))
+    arg = torch.argmax(scores, dim=0).cpu().numpy()
+    return np.concatenate([[0], keys + 1]).astype(np.uint8)[arg]
+
+
+def pending(names: list[str], out_dir: str, suffix: str) -> list[str]:
+    """Names whose ``<out_dir>/<id><suffix>`` does not exist yet."""
+    return [n for n in names if not os.path.exists(os.path.join(out_dir, n + suffix))]
+
+
+def check_inputs(args, names: list[str]) -> None:
+    """Fail early, naming the file, when the IRN weights or a CAM file is missing."""
+    if not os.path.isfile(args.irn_weights_name):
+        raise FileNotFoundError(f"IRN weights {args.irn_weights_name} not found: run the train_irn pass "
+                                "(--train_irn_pass True) or point --irn_weights_name at them")
+    missing = [n for n in names if not os.path.isfile(os.path.join(args.cam_out_dir, n + ".npy"))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} CAM files missing, e.g. {os.path.join(args.cam_out_dir, missing[0] + '.npy')}: run the "
+            "CAM pass (make_cam or obtain_CAM_masking.py) over --infer_list with the same --cam_out_dir first")
+
+
+def run(args) -> dict:
+    """Write semantic pseudo labels for every ``--infer_list`` image not done yet."""
+    t0 = time.time()
+    device = pick_device(getattr(args, "device", None))
+    names = load_img_name_list(args.infer_list, args.voc12_root)
+    os.makedirs(args.sem_seg_out_dir, exist_ok=True)
+    todo = pending(names, args.sem_seg_out_dir, ".png")
+    log.info("make_sem_seg: %d images in %s, %d already in %s, %d to do", len(names), args.infer_list,
+             len(names) - len(todo), args.sem_seg_out_dir, len(todo))
+    stats = {"images": 0, "skipped": len(names) - len(todo)}
+    if todo:
+        check_inputs(args, todo)
+        model = build_irn(args, device)
+        log.info("read IRN weights %s, CAMs from %s; random walk beta %s, exp_times %s, bg threshold %s, on %s",
+                 args.irn_weights_name, args.cam_out_dir, args.beta, args.exp_times, args.sem_seg_bg_thres, device)
+        for pack in tqdm(pair_loader(todo, args, device), desc="make_sem_seg", unit="img", total=len(todo)):
+            name, size = pack["name"], tuple(pack["size"])
+            cams, keys = load_cams(args, name, size, device)
+            if len(keys):
+                edge, _ = edge_and_displacement(model, pack["img"].to(device, non_blocking=True), args.irn_crop_size)
+                rw_up = random_walk_up(cams.pow(CAM_POWER), edge, size, args)
+                label = sem_seg_label(rw_up, keys, args.sem_seg_bg_thres)
+            else:
+                label = np.zeros(size, np.uint8)
+            # palette copy first: the plain file marks the image as done
+            save_png(os.path.join(args.sem_seg_out_dir, name + "_palette.png"), label, palette=VOC_PALETTE)
+            save_png(os.path.join(args.sem_seg_out_dir, name + ".png"), label)
+            stats["images"] += 1
+    stats["seconds"] = time.time() - t0
+    log.info("make_sem_seg done: wrote %d label maps to %s, skipped %d, %.1f s", stats["images"],
+             args.sem_seg_out_dir, stats["skipped"], stats["seconds"])
+    return stats

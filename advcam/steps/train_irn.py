@@ -1,0 +1,211 @@
+"""Pass train_irn: train IRN's boundary and displacement branches on the inter-pixel relation labels.
+
+Reads the images of ``--train_list`` with their ``<ir_label_out_dir>/<id>.png`` labels (from cam_to_ir_label),
+trains the two branches of a frozen ResNet-50, then estimates the mean displacement over the images of
+``--infer_list`` (stored in ``mean_shift.running_mean``) and writes the state dict to ``--irn_weights_name``.
+
+Backbone initialisation: ``--pretrained PATH`` (an ImageNet ResNet-50 file), torchvision's ImageNet download
+(the default), or, with ``--no_pretrained True``, the backbone of the trained CAM classifier
+(``--cam_weights_name``). IRN never trains its backbone, so a random one would give useless features; a
+classifier trained from scratch is the only source of learned features when ImageNet weights are not used.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from advcam import imutils
+from advcam.indexing import PathIndex
+from advcam.io import save_torch
+from advcam.nets.resnet50_cam import Net as CamNet
+from advcam.nets.resnet50_cam import load_cam_weights
+from advcam.nets.resnet50_irn import AffinityDisplacementLoss, compute_irn_loss, relation_labels
+from advcam.steps.train_cam import pretrained_source
+from advcam.utils import PolyOptimizer, pick_device, resolve_cam_weights
+from voc12.dataloader import VOC12ImageDataset, load_image, load_img_name_list
+
+log = logging.getLogger("advcam.train_irn")
+
+TRAIN_RADIUS = 10  # relation radius of the training labels (152 directions)
+SCALE_RANGE = (0.5, 1.5)
+
+
+def ir_label_path(ir_label_dir: str, name: str) -> str:
+    return os.path.join(ir_label_dir, name + ".png")
+
+
+def load_ir_label(ir_label_dir: str, name: str) -> np.ndarray:
+    """The IR label map of one image (uint8: 0 background, 1-20 classes, 255 unsure)."""
+    path = ir_label_path(ir_label_dir, name)
+    try:
+        return np.asarray(Image.open(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"IR label {path} not found: run the cam_to_ir_label pass "
+                                "(--cam_to_ir_label_pass True) with the same --ir_label_out_dir first") from None
+
+
+class _PairGrid:
+    """The (source, destination) indices of one grid: what relation_labels needs from a PathIndex, without the
+    path tables (large at 512 crops), so that loader workers receive little."""
+
+    def __init__(self, path_index: PathIndex, size: tuple[int, int]):
+        self.size = tuple(size)
+        self.src_dst = path_index.get_src_dst(self.size)
+
+    def get_src_dst(self, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if tuple(size) != self.size:
+            raise ValueError(f"relation labels of a {tuple(size)} grid requested from a {self.size} grid")
+        return self.src_dst
+
+
+class VOC12AffinityDataset(Dataset):
+    """Augmented crops with the relation labels (bg-positive, fg-positive, negative) of their IR labels.
+
+    Per item: random rescale in [0.5, 1.5] (image bicubic, label nearest), normalise, random h-flip,
+    random ``crop_size`` crop (image padded with 0, label with 255), label reduced to the stride-4 grid
+    (nearest). Returns {"name", "img" float [3, crop, crop], "aff_bg_pos_label", "aff_fg_pos_label",
+    "aff_neg_label" uint8 [n_dirs, n_src]}.
+    """
+
+    def __init__(self, img_name_list_path: str, voc12_root: str, ir_label_dir: str, crop_size: int,
+                 path_index: PathIndex, names: list[str] | None = None):
+        self.names = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
+        self.voc12_root = voc12_root
+        self.ir_label_dir = ir_label_dir
+        self.crop_size = crop_size
+        self.label_size = imutils.get_strided_size((crop_size, crop_size), 4)
+        self.grid = _PairGrid(path_index, self.label_size)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, idx: int) -> dict:
+        name = self.names[idx]
+        img = load_image(self.voc12_root, name)
+        label = load_ir_label(self.ir_label_dir, name)
+        if label.shape != img.shape[:2]:
+            raise ValueError(f"{ir_label_path(self.ir_label_dir, name)} is {label.shape}, its image is "
+                             f"{img.shape[:2]}: the IR labels do not belong to this --voc12_root; "
+                             "rerun cam_to_ir_label")
+        img, label = imutils.random_scale((img, label), SCALE_RANGE, (3, 0))
+        img = imutils.normalize(img)
+        img, label = imutils.random_lr_flip((img, label))
+        img, label = imutils.random_crop((img, label), self.crop_size, (0, 255))
+        label = imutils.pil_resize(label, self.label_size, 0)
+        bg_pos, fg_pos, neg = relation_labels(torch.from_numpy(np.array(label)), self.grid)
+        return {"name": name, "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+                "aff_bg_pos_label": bg_pos.to(torch.uint8), "aff_fg_pos_label": fg_pos.to(torch.uint8),
+                "aff_neg_label": neg.to(torch.uint8)}
+
+
+def build_model(args, path_index: PathIndex) -> tuple[AffinityDisplacementLoss, str]:
+    """The training network with its backbone initialised as ``args`` asks; (model, description of the init)."""
+    source = pretrained_source(args)
+    model = AffinityDisplacementLoss(path_index, pretrained=source)
+    if source is not None:
+        return model, f"ImageNet ResNet-50 ({source})"
+    cam_path = resolve_cam_weights(args.cam_weights_name)
+    cam = CamNet(pretrained=None)
+    load_cam_weights(cam, cam_path)  # accepts reference checkpoints and their aliased keys
+    model.load_backbone(cam.state_dict())
+    return model, f"the CAM classifier's backbone ({cam_path}, --no_pretrained True)"
+
+
+@torch.no_grad()
+def estimate_mean_displacement(model: AffinityDisplacementLoss, args, device: torch.device) -> torch.Tensor:
+    """Mean displacement per channel over top-left crops of the ``--infer_list`` images, in eval mode."""
+    ds = VOC12ImageDataset(args.infer_list, voc12_root=args.voc12_root, crop_size=args.irn_crop_size,
+                           crop_method="top_left")
+    loader = DataLoader(ds, batch_size=args.irn_batch_size, shuffle=False, num_workers=args.num_workers,
+                        pin_memory=device.type == "cuda")
+    model.eval()
+    model.mean_shift.running_mean.zero_()
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    for pack in tqdm(loader, desc="train_irn: mean displacement", unit="batch", leave=False):
+        img = pack["img"].to(device, non_blocking=True)
+        _, dp = model(img, return_loss=False)
+        total += dp.double().mean(dim=(2, 3)).sum(0)
+    mean = (total / len(ds)).float()
+    log.info("mean displacement over %d images of %s: (%.4f, %.4f)", len(ds), args.infer_list, *mean.tolist())
+    return mean
+
+
+def run(args) -> dict:
+    """Train IRN and write ``args.irn_weights_name`` (skipped when that file already exists)."""
+    if os.path.isfile(args.irn_weights_name):
+        log.warning("%s exists: skipping IRN training (delete it to retrain)", args.irn_weights_name)
+        return {"skipped": True, "weights": args.irn_weights_name}
+    device = pick_device(getattr(args, "device", None))
+    crop, bs = args.irn_crop_size, args.irn_batch_size
+    label_size = imutils.get_strided_size((crop, crop), 4)
+    path_index = PathIndex(radius=TRAIN_RADIUS, default_size=label_size)
+    if path_index.source_shape(label_size) == (0, 0):
+        min_crop = 4 * (2 * path_index.radius_floor + 1)
+        raise ValueError(f"--irn_crop_size {crop} gives a {label_size[0]}x{label_size[1]} label grid, too small for "
+                         f"relations of radius {TRAIN_RADIUS}: use at least {min_crop} (the reference uses 512)")
+
+    names = load_img_name_list(args.train_list, args.voc12_root)
+    missing = [n for n in names if not os.path.isfile(ir_label_path(args.ir_label_out_dir, n))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(names)} IR labels missing, e.g. "
+            f"{ir_label_path(args.ir_label_out_dir, missing[0])}: "
+            "run the cam_to_ir_label pass (--cam_to_ir_label_pass True) with the same --train_list and "
+            "--ir_label_out_dir first")
+    ds = VOC12AffinityDataset(args.train_list, args.voc12_root, args.ir_label_out_dir, crop, path_index, names=names)
+    if len(ds) < bs:
+        raise ValueError(f"--train_list {args.train_list} has {len(ds)} images, fewer than --irn_batch_size {bs}: "
+                         "lower --irn_batch_size")
+    loader = DataLoader(ds, batch_size=bs, shuffle=True, num_workers=args.num_workers,
+                        pin_memory=device.type == "cuda", drop_last=True)
+    max_step = (len(ds) // bs) * args.irn_num_epoches
+
+    model, init = build_model(args, path_index)
+    model = model.to(device)
+    edge_params, dp_params = model.trainable_parameters()
+    lr, wd = args.irn_learning_rate, args.irn_weight_decay
+    optimizer = PolyOptimizer([{"params": list(edge_params), "lr": lr, "weight_decay": wd},
+                               {"params": list(dp_params), "lr": 10 * lr, "weight_decay": wd}],
+                              lr=lr, weight_decay=wd, max_step=max_step)
+    log.info("read %d images and IR labels (%s, %s); backbone from %s; %d steps of batch %d, crop %d, on %s",
+             len(ds), args.train_list, args.ir_label_out_dir, init, max_step, bs, crop, device)
+
+    model.train()
+    t0 = time.time()
+    for ep in range(args.irn_num_epoches):
+        sums = {"loss": 0.0, "pos_aff": 0.0, "neg_aff": 0.0, "dp_fg": 0.0, "dp_bg": 0.0}
+        n = 0
+        bar = tqdm(loader, desc=f"train_irn epoch {ep + 1}/{args.irn_num_epoches}", unit="batch", leave=False)
+        for pack in bar:
+            img = pack["img"].to(device, non_blocking=True)
+            bg_pos = pack["aff_bg_pos_label"].to(device, non_blocking=True).float()
+            fg_pos = pack["aff_fg_pos_label"].to(device, non_blocking=True).float()
+            neg = pack["aff_neg_label"].to(device, non_blocking=True).float()
+            pos_aff, neg_aff, dp_fg, dp_bg = model(img, return_loss=True)
+            loss, parts = compute_irn_loss(pos_aff, neg_aff, dp_fg, dp_bg, bg_pos, fg_pos, neg)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            n += 1
+            sums["loss"] += loss.item()
+            for k, v in parts.items():
+                sums[k] += v
+            bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()})
+        log.info("epoch %d/%d: %s, lr %.2e, %.0f s", ep + 1, args.irn_num_epoches,
+                 ", ".join(f"{k} {v / max(n, 1):.4f}" for k, v in sums.items()), optimizer.param_groups[0]["lr"],
+                 time.time() - t0)
+
+    model.mean_shift.running_mean.copy_(estimate_mean_displacement(model, args, device))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch(args.irn_weights_name, state)
+    log.info("wrote %s (%d tensors, mean displacement %s), %.0f s", args.irn_weights_name, len(state),
+             [round(v, 4) for v in model.mean_shift.running_mean.tolist()], time.time() - t0)
+    return {"skipped": False, "weights": args.irn_weights_name, "steps": max_step,
+            "mean_displacement": model.mean_shift.running_mean.tolist()}
