@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam_num_epoches", default=5, type=int)
     p.add_argument("--cam_learning_rate", default=0.1, type=float)
     p.add_argument("--cam_weight_decay", default=1e-4, type=float)
+    p.add_argument("--cam_momentum", default=0.0, type=float,
+                   help="SGD momentum of classifier training (the reference trains with none; 0.9 helps from scratch)")
+    p.add_argument("--cam_optimizer", default="sgd", choices=("sgd", "adam"),
+                   help="sgd: the reference poly-lr SGD; adam: AdamW with the same poly decay (from scratch)")
     p.add_argument("--cam_eval_thres", default=0.15, type=float)
     p.add_argument("--cam_scales", default=(1.0, 0.5, 1.5, 2.0), type=float_list, nargs="+",
                    help="e.g. 1.0 0.5 1.5 2.0 or 1.0,0.5,1.5,2.0")

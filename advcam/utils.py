@@ -73,20 +73,11 @@ def setup_logging(log_file: str | None = None) -> None:
                         handlers=handlers, force=True)
 
 
-class PolyOptimizer(torch.optim.SGD):
-    """SGD with lr_t = lr_0 * (1 - t / max_step) ** power, stepped once per iteration.
+class _PolyLR:
+    """lr_t = lr_0 * (1 - t / max_step) ** power, set before each optimizer step."""
 
-    The reference passed (params, lr, weight_decay) positionally to SGD, whose third positional
-    argument is momentum: it trained with momentum 1e-4 (practically none) and called the poly power
-    0.9 "momentum". Here momentum is 0 unless asked for, weight decay is the given one, power is 0.9.
-    """
-
-    def __init__(self, params, lr: float, weight_decay: float, max_step: int, power: float = 0.9,
-                 momentum: float = 0.0):
-        super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
-        self.global_step = 0
-        self.max_step = max(1, max_step)
-        self.power = power
+    def _init_poly(self, max_step: int, power: float) -> None:
+        self.global_step, self.max_step, self.power = 0, max(1, max_step), power
         self._initial_lr = [g["lr"] for g in self.param_groups]
 
     def step(self, closure=None):
@@ -97,6 +88,28 @@ class PolyOptimizer(torch.optim.SGD):
         out = super().step(closure)
         self.global_step += 1
         return out
+
+
+class PolyOptimizer(_PolyLR, torch.optim.SGD):
+    """SGD with the poly learning-rate decay, stepped once per iteration.
+
+    The reference passed (params, lr, weight_decay) positionally to SGD, whose third positional
+    argument is momentum: it trained with momentum 1e-4 (practically none) and called the poly power
+    0.9 "momentum". Here momentum is 0 unless asked for, weight decay is the given one, power is 0.9.
+    """
+
+    def __init__(self, params, lr: float, weight_decay: float, max_step: int, power: float = 0.9,
+                 momentum: float = 0.0):
+        torch.optim.SGD.__init__(self, params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+        self._init_poly(max_step, power)
+
+
+class PolyAdamW(_PolyLR, torch.optim.AdamW):
+    """AdamW with the same poly decay (an option for classifiers trained from scratch)."""
+
+    def __init__(self, params, max_step: int, power: float = 0.9):
+        torch.optim.AdamW.__init__(self, params)
+        self._init_poly(max_step, power)
 
 
 def resolve_cam_weights(path: str) -> str:

@@ -595,6 +595,9 @@ def make_toy_voc(out: str, num_train: int = 160, num_val: int = 40, size: int = 
                     "".join(n + "\n" for n in splits[split]))
     _write_text(os.path.join(out, "toy_meta.json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
     _write_text(os.path.join(out, "README.txt"), _readme(num_train, num_val, size, seed, meta))
+    stale = os.path.join(out, "cls_labels.npy")  # labels cached from an earlier set in this folder
+    if os.path.exists(stale):
+        os.remove(stale)
     if preview:
         write_preview(preview, shown, size)
     return {**splits, "meta": meta}

@@ -75,7 +75,7 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
         save_cam_npy(os.path.join(args.cam_out_dir, pack["name"] + ".npy"), keys, cam, high_res)
         done += 1
         classes += len(keys)
-        bar.set_postfix(img_per_s=f"{done / (time.time() - t0):.2f}")
+        bar.set_postfix(img_per_s=f"{done / (time.time() - t0):.2f}", refresh=False)
     bar.close()
     queue.put((done, classes, bad))
 

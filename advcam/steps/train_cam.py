@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from advcam.io import save_torch
 from advcam.nets.resnet50_cam import Net
-from advcam.utils import PolyOptimizer, pick_device
+from advcam.utils import PolyAdamW, PolyOptimizer, pick_device
 from voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger("advcam.train_cam")
@@ -57,10 +57,13 @@ def run(args) -> None:
 
     model = Net(pretrained=pretrained_source(args)).to(device)
     backbone, head = model.trainable_parameters()
-    optimizer = PolyOptimizer(
-        [{"params": backbone, "lr": args.cam_learning_rate, "weight_decay": args.cam_weight_decay},
-         {"params": head, "lr": 10 * args.cam_learning_rate, "weight_decay": args.cam_weight_decay}],
-        lr=args.cam_learning_rate, weight_decay=args.cam_weight_decay, max_step=max_step)
+    groups = [{"params": backbone, "lr": args.cam_learning_rate, "weight_decay": args.cam_weight_decay},
+              {"params": head, "lr": 10 * args.cam_learning_rate, "weight_decay": args.cam_weight_decay}]
+    if getattr(args, "cam_optimizer", "sgd") == "adam":
+        optimizer = PolyAdamW(groups, max_step=max_step)
+    else:
+        optimizer = PolyOptimizer(groups, lr=args.cam_learning_rate, weight_decay=args.cam_weight_decay,
+                                  max_step=max_step, momentum=getattr(args, "cam_momentum", 0.0))
     log.info("read %d training images (%s), %d validation images (%s); %d steps on %s, %s",
              len(train_ds), args.train_list, len(val_ds), args.val_list, max_step, device,
              "ImageNet init" if pretrained_source(args) else "from scratch")
@@ -68,7 +71,7 @@ def run(args) -> None:
     t0 = time.time()
     for ep in range(args.cam_num_epoches):
         running = []
-        bar = tqdm(loader, desc=f"train_cam epoch {ep + 1}/{args.cam_num_epoches}", leave=False)
+        bar = tqdm(loader, desc=f"train_cam epoch {ep + 1}/{args.cam_num_epoches}", leave=False, mininterval=5)
         for pack in bar:
             img = pack["img"].to(device, non_blocking=True)
             label = pack["label"].to(device, non_blocking=True)
@@ -77,7 +80,7 @@ def run(args) -> None:
             loss.backward()
             optimizer.step()
             running.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         val_loss, val_acc = validate(model, val_loader, device)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val exact-match %.3f, lr %.2e, %.0fs",
                  ep + 1, args.cam_num_epoches, sum(running) / len(running), val_loss, val_acc,

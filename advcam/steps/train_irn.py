@@ -197,7 +197,7 @@ def run(args) -> dict:
             sums["loss"] += loss.item()
             for k, v in parts.items():
                 sums[k] += v
-            bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()})
+            bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()}, refresh=False)
         log.info("epoch %d/%d: %s, lr %.2e, %.0f s", ep + 1, args.irn_num_epoches,
                  ", ".join(f"{k} {v / max(n, 1):.4f}" for k, v in sums.items()), optimizer.param_groups[0]["lr"],
                  time.time() - t0)
