@@ -41,7 +41,9 @@ def test_cam_passes_end_to_end(tmp_path, tiny_voc):
         assert isinstance(d["high_res"], np.ndarray) and d["high_res"].dtype == np.float32
         K = len(d["keys"])
         assert tuple(d["cam"].shape) == (K, (H + 3) // 4, (W + 3) // 4) and d["high_res"].shape == (K, H, W)
-        assert np.all(d["high_res"].max((1, 2)) <= 1) and np.all(d["high_res"].max((1, 2)) > 0.99)
+        peaks = np.concatenate([d["high_res"].max((1, 2)), d["cam"].amax((1, 2)).numpy()])
+        # each channel is max-normalised (an all-zero map, possible after one epoch, stays zero)
+        assert np.all((peaks > 0.99) & (peaks <= 1) | (peaks == 0))
     assert "eval_cam:" + str(tmp_path / "cam") in open(tmp_path / "results.json").read()
 
 
