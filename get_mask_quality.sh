@@ -41,26 +41,33 @@ fi
 OUT=${OUT:-demo_out}
 TOY=${TOY_VOC:-toy_voc}
 RES="$OUT/results.json"
+LISTS="$TOY/ImageSets/Segmentation"
 mkdir -p "$OUT"
-[ -f "$TOY/ImageSets/Segmentation/train_aug.txt" ] || $PY scripts/make_toy_voc.py --out "$TOY"
+[ -f "$LISTS/train_aug.txt" ] || $PY scripts/make_toy_voc.py --out "$TOY"
 echo "No VOC root configured: running the toy demo on $TOY (set VOC12_ROOT or --voc12_root for real VOC)."
 rm -f "$RES"
-COMMON=(--voc12_root "$TOY" --train_list "$TOY/ImageSets/Segmentation/train_aug.txt"
-        --val_list "$TOY/ImageSets/Segmentation/val.txt" --infer_list "$TOY/ImageSets/Segmentation/train_aug.txt"
+COMMON=(--voc12_root "$TOY" --val_list "$LISTS/val.txt" --cam_scales 1.0
         --cam_weights_name "$OUT/sess/res50_cam.pth" --irn_weights_name "$OUT/sess/res50_irn.pth"
         --log_name "$OUT/demo" --results_json "$RES")
-TOY_SCALES=(--cam_scales 1.0 0.5 1.5)
 
-# 1. classifier from scratch, plain CAM seeds
-$PY run_sample.py "${COMMON[@]}" --no_pretrained True --cam_crop_size 128 --cam_resize_long 112 144 \
-    --cam_batch_size 16 --cam_num_epoches 12 --cam_learning_rate 0.05 "${TOY_SCALES[@]}" \
-    --cam_out_dir "$OUT/cam" --train_cam_pass True --make_cam_pass True --eval_cam_pass True "${EXTRA[@]}"
-# 2. AdvCAM seeds (default climbing parameters) on every training image
-$PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$TOY/ImageSets/Segmentation/train_aug.txt" \
-    --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" "${TOY_SCALES[@]}" "${EXTRA[@]}"
+# 1. classifier from scratch on train_aug (no ImageNet weights here), plain CAM seeds on train
+# (every later output depends on these weights: delete $OUT to start over; a rerun resumes)
+if [ -f "$OUT/sess/res50_cam.pth" ]; then
+  echo "classifier $OUT/sess/res50_cam.pth exists: not retrained"
+else
+  $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train_aug.txt" --no_pretrained True \
+      --cam_crop_size 128 --cam_resize_long 112 144 --cam_batch_size 16 --cam_num_epoches 12 \
+      --cam_optimizer adam --cam_learning_rate 0.0005 --train_cam_pass True "${EXTRA[@]}"
+fi
+$PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "$OUT/cam" \
+    --make_cam_pass True --eval_cam_pass True "${EXTRA[@]}"
+# 2. AdvCAM seeds on train with the default climbing parameters (T=27, xi=0.08, lambda=7, tau=0.5)
+$PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
+    --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" "${EXTRA[@]}"
 # 3. AdvCAM seed quality, IRN relation labels, IRN, random-walk masks and their quality
-$PY run_sample.py "${COMMON[@]}" --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" \
-    --sem_seg_out_dir "$OUT/sem_seg" --irn_crop_size 128 --irn_batch_size 16 --irn_num_epoches 6 \
+$PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt" \
+    --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" \
+    --irn_crop_size 128 --irn_batch_size 16 --irn_num_epoches 6 \
     --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True \
     --eval_sem_seg_pass True "${EXTRA[@]}"
 $PY scripts/results_table.py "$RES" "CAM seeds=eval_cam:$OUT/cam" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \

@@ -233,11 +233,13 @@ def input_grad_only(model: nn.Module):
 
 def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequence[float], keys: Sequence[int],
                  size: tuple[int, int], adv_iter: int = 27, xi: float = 0.08, lam: float = 7.0, tau: float = 0.5,
-                 engine: str = "fast", target_layer: str = "stage4",
-                 amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 engine: str = "fast", target_layer: str = "stage4", amp_dtype: torch.dtype | None = None,
+                 max_batch_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """AdvCAM of one image: ("cam" [K, H/4, W/4], "high_res" [K, H, W]) as in the reference.
 
     ``pairs[i]`` is the [2, 3, h, w] flip pair at ``scales[i]``; ``keys`` the positive classes.
+    The fast engine climbs all classes of a scale in one batch, split into chunks of at most
+    ``max_batch_pixels`` input pixels (batch x h x w) to bound memory; chunking does not change the maps.
     """
     keys = [int(k) for k in keys]
     if not keys:
@@ -257,9 +259,13 @@ def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequen
             if target_layer != "stage4":
                 raise ValueError("the fast engine's closed form holds for --target_layer stage4 only; "
                                  "use --engine reference for other layers")
+            h, w = pairs[i].shape[-2:]
+            per_chunk = len(keys) if max_batch_pixels is None else max(1, max_batch_pixels // (2 * h * w))
             with input_grad_only(model):
-                x0 = pairs[i][None].expand(len(keys), -1, -1, -1, -1)
-                acc = climb_fast(model, x0, keys, T, xi, lam, tau, amp_dtype)
+                acc = torch.cat([
+                    climb_fast(model, pairs[i][None].expand(len(chunk), -1, -1, -1, -1), chunk, T, xi, lam, tau,
+                               amp_dtype)
+                    for chunk in (keys[j:j + per_chunk] for j in range(0, len(keys), per_chunk))])
         else:
             raise ValueError(f"unknown engine {engine!r}: choose 'reference' or 'fast'")
         maps[i] = acc * mul_for_scale

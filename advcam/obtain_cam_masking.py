@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score_th", default=0.5, type=float, help="tau: restricting-mask threshold")
     p.add_argument("--engine", default="fast", choices=("reference", "fast"))
     p.add_argument("--amp", default=False, type=str2bool, help="bf16 autocast on CUDA (fast engine)")
+    p.add_argument("--max_batch_pixels", default=4_500_000, type=int,
+                   help="fast engine: climbs of one scale are batched up to this many input pixels "
+                        "(batch x h x w); lower it if the GPU runs out of memory")
     p.add_argument("--device", default=None, type=str, help="one torch device (default: every visible GPU)")
     p.add_argument("--skip_bad_images", default=False, type=str2bool,
                    help="log and skip unreadable images instead of stopping")
@@ -65,7 +68,7 @@ def advcam_seed(model, pairs, scales, keys, size, device, *, args):
         pairs = [p.contiguous(memory_format=torch.channels_last) for p in pairs]
     return advcam_image(model, pairs, scales, keys, tuple(size), adv_iter=args.adv_iter, xi=args.AD_stepsize,
                         lam=args.AD_coeff, tau=args.score_th, engine=args.engine, target_layer=args.target_layer,
-                        amp_dtype=amp)
+                        amp_dtype=amp, max_batch_pixels=args.max_batch_pixels)
 
 
 def validate_args(args, parser: argparse.ArgumentParser) -> None:

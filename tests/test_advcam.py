@@ -151,3 +151,13 @@ def test_library_api_closed_form_matches_engine():
         pair = torch.stack([imgs[i], imgs[i].flip(-1)])
         ref = climb_reference(model, pair, c, 5, 0.08, 7.0, 0.5)
         assert torch.allclose(maps[i], ref, atol=1e-5)
+
+
+def test_chunked_batches_give_the_same_maps():
+    model = _random_tiny(5, num_classes=5)
+    img = torch.randn(3, 48, 64)
+    args = (_pairs(img, (1.0,)), (1.0,), [0, 1, 3, 4], (48, 64))
+    whole = advcam_image(model, *args, adv_iter=4)
+    chunked = advcam_image(model, *args, adv_iter=4, max_batch_pixels=2 * 48 * 64 * 3)  # chunks of 3 and 1
+    for a, b in zip(whole, chunked, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
