@@ -56,7 +56,7 @@ if [ -f "$OUT/sess/res50_cam.pth" ]; then
   echo "classifier $OUT/sess/res50_cam.pth exists: not retrained"
 else
   $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train_aug.txt" --no_pretrained True \
-      --cam_crop_size 128 --cam_resize_long 112 144 --cam_batch_size 16 --cam_num_epoches 12 \
+      --cam_crop_size 128 --cam_resize_long 112 144 --cam_batch_size 16 --cam_num_epoches 10 \
       --cam_optimizer adam --cam_learning_rate 0.0005 --train_cam_pass True "${EXTRA[@]}"
 fi
 $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "$OUT/cam" \
@@ -64,10 +64,11 @@ $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "
 # 2. AdvCAM seeds on train with the default climbing parameters (T=27, xi=0.08, lambda=7, tau=0.5)
 $PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
     --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" "${EXTRA[@]}"
-# 3. AdvCAM seed quality, IRN relation labels, IRN, random-walk masks and their quality
+# 3. AdvCAM seed quality, IRN relation labels, IRN (backbone: the classifier's, as there are no ImageNet
+#    weights), random-walk masks and their quality
 $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt" \
     --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" \
-    --irn_crop_size 128 --irn_batch_size 16 --irn_num_epoches 6 \
+    --no_pretrained True --irn_crop_size 128 --irn_batch_size 16 --irn_num_epoches 6 \
     --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True \
     --eval_sem_seg_pass True "${EXTRA[@]}"
 $PY scripts/results_table.py "$RES" "CAM seeds=eval_cam:$OUT/cam" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \

@@ -98,5 +98,5 @@ def main(argv: list[str] | None = None) -> dict:
 def cli() -> None:
     try:
         main()
-    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
         sys.exit(f"obtain_CAM_masking.py: error: {e}")

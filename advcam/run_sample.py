@@ -152,5 +152,5 @@ def record_result(path: str, key: str, value) -> None:
 def cli() -> None:
     try:
         main()
-    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
         sys.exit(f"run_sample.py: error: {e}")

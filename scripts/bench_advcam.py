@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CAM classifier weights (default: random, with a seeded N(0, 0.05) head)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the fast engine (CUDA only)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max_batch_pixels", type=int, default=None,
+                   help="fast engine: chunk the batched climbs (1 = one class per batch, to measure batching)")
     return p
 
 
@@ -180,7 +182,7 @@ def run_one(model: nn.Module, pairs: list[torch.Tensor], keys: list[int], args: 
     """One image's maps by one engine (bf16 autocast for the fast engine with --amp)."""
     amp = torch.bfloat16 if args.amp and engine == "fast" else None
     return advcam_image(model, pairs, args.scale_list, keys, args.hw, adv_iter=args.adv_iter, xi=XI, lam=LAM,
-                        tau=TAU, engine=engine, amp_dtype=amp)
+                        tau=TAU, engine=engine, amp_dtype=amp, max_batch_pixels=args.max_batch_pixels)
 
 
 # ----------------------------------------------------------------------------------------------
