@@ -243,8 +243,7 @@ def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequen
     """
     keys = [int(k) for k in keys]
     if not keys:
-        h4, w4 = (size[0] - 1) // 4 + 1, (size[1] - 1) // 4 + 1
-        return torch.zeros(0, h4, w4), torch.zeros(0, *size)
+        return fuse_scales([torch.zeros(0, 1, 1)], size)
     maps: list[torch.Tensor] = [None] * len(scales)  # type: ignore[list-item]
     mul_for_scale = 1.0
     for i in scale_order(scales):

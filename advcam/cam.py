@@ -15,6 +15,8 @@ def fuse_scales(maps: list[torch.Tensor], size: tuple[int, int]) -> tuple[torch.
     """
     strided = get_strided_size(size, 4)
     strided_up = get_strided_up_size(size, 16)
+    if maps[0].shape[0] == 0:  # an image without a positive class: empty maps, as the reference writes
+        return torch.zeros(0, *strided), torch.zeros(0, *size)
     cam = sum(F.interpolate(m[None].float(), strided, mode="bilinear", align_corners=False)[0] for m in maps)
     high = sum(F.interpolate(m[:, None].float(), strided_up, mode="bilinear", align_corners=False)[:, 0]
                for m in maps)[:, : size[0], : size[1]]

@@ -161,3 +161,12 @@ def test_chunked_batches_give_the_same_maps():
     chunked = advcam_image(model, *args, adv_iter=4, max_batch_pixels=2 * 48 * 64 * 3)  # chunks of 3 and 1
     for a, b in zip(whole, chunked, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_image_without_positive_class_gives_empty_maps():
+    from advcam.cam import plain_cam
+    model = _random_tiny(6, num_classes=20)
+    pairs = _pairs(torch.randn(3, 32, 48), (1.0, 0.5))
+    for cam, high in (plain_cam(model, pairs, torch.zeros(0, dtype=torch.long), (32, 48)),
+                      advcam_image(model, pairs, (1.0, 0.5), [], (32, 48), adv_iter=2)):
+        assert cam.shape == (0, 8, 12) and high.shape == (0, 32, 48)
