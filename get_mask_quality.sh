@@ -10,15 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 
-VOC_ROOT="${VOC12_ROOT:-}"
-EXTRA=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --voc12_root) VOC_ROOT="$2"; shift 2 ;;
-    --voc12_root=*) VOC_ROOT="${1#*=}"; shift ;;
-    *) EXTRA+=("$1"); shift ;;
-  esac
-done
+source scripts/voc_root_args.sh "$@"
 
 if [ -n "$VOC_ROOT" ]; then
   # Real VOC: the reference pipeline with its defaults (AdvCAM on train_aug, then IRN).

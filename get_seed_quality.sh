@@ -7,15 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
-VOC_ROOT="${VOC12_ROOT:-}"
-EXTRA=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --voc12_root) VOC_ROOT="$2"; shift 2 ;;
-    --voc12_root=*) VOC_ROOT="${1#*=}"; shift ;;
-    *) EXTRA+=("$1"); shift ;;
-  esac
-done
+source scripts/voc_root_args.sh "$@"
 if [ -z "$VOC_ROOT" ]; then
   echo "get_seed_quality.sh: no VOC root: pass --voc12_root DIR or set VOC12_ROOT (the toy demo is get_mask_quality.sh)" >&2
   exit 2

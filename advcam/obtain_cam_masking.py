@@ -15,7 +15,7 @@ import torch
 
 from advcam.advcam import advcam_image
 from advcam.steps.cam_inference import run_cam_pass
-from advcam.utils import default_voc12_root, flat_scales, float_list, setup_logging, str2bool
+from advcam.utils import check_network_flags, default_voc12_root, flat_scales, float_list, setup_logging, str2bool
 
 TARGET_LAYERS = ("stage1", "stage2", "stage3", "stage4")
 
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.cam_scales = flat_scales(args.cam_scales)
+    check_network_flags(args, parser)
     validate_args(args, parser)
     setup_logging(args.log_name + ".log" if args.log_name else None)
     fn = functools.partial(advcam_seed, args=args)

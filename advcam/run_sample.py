@@ -15,7 +15,7 @@ import sys
 import time
 
 from advcam.io import atomic_path
-from advcam.utils import default_voc12_root, flat_scales, float_list, setup_logging, str2bool
+from advcam.utils import check_network_flags, default_voc12_root, flat_scales, float_list, setup_logging, str2bool
 
 log = logging.getLogger("advcam")
 
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.cam_scales = flat_scales(args.cam_scales)
+    check_network_flags(args, parser)
     if not any(getattr(args, f"{n}_pass") for n in PASSES):
         parser.exit(2, "run_sample.py: nothing to do: switch passes on, e.g. --train_cam_pass True "
                        "--make_cam_pass True --eval_cam_pass True\n")

@@ -53,6 +53,18 @@ def flat_scales(value) -> tuple[float, ...]:
     return tuple(float(s) for s in value)
 
 
+NETWORKS = {"cam_network": "resnet50_cam", "irn_network": "resnet50_irn"}
+
+
+def check_network_flags(args, parser: argparse.ArgumentParser) -> None:
+    """``--cam_network``/``--irn_network`` name the network module, as in the reference; the ResNet-50 ones
+    ship (``net.resnet50_cam`` or ``advcam.nets.resnet50_cam``, ...). Anything else is refused, not ignored."""
+    for flag, module in NETWORKS.items():
+        value = getattr(args, flag, None)
+        if value is not None and value not in (f"net.{module}", f"advcam.nets.{module}", module):
+            parser.error(f"--{flag} {value!r}: only net.{module} (advcam.nets.{module}) is implemented")
+
+
 def default_voc12_root() -> str:
     return os.environ.get("VOC12_ROOT", DEFAULT_VOC12_ROOT)
 
