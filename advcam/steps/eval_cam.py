@@ -30,6 +30,16 @@ def eval_names(args) -> list[str]:
     return load_img_name_list(path)
 
 
+def require_predictions(args, names: list[str], folder: str, suffix: str, what: str, make_pass: str) -> None:
+    """Fail before evaluating, naming a missing ``<folder>/<id><suffix>`` and the pass that writes it."""
+    missing = [n for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(names)} {what} missing, e.g. {os.path.join(folder, missing[0] + suffix)}: "
+            f"run the {make_pass} pass (--{make_pass}_pass True) with an --infer_list that covers the "
+            f"{args.chainer_eval_set} split")
+
+
 def run(args, thresholds=THRESHOLDS) -> dict:
     """Evaluate every threshold in one pass over the files; print each mIoU and the best.
 

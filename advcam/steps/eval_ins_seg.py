@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from advcam.metrics import eval_instance_segmentation_voc
-from advcam.steps.eval_cam import eval_names
+from advcam.steps.eval_cam import eval_names, require_predictions
 from voc12 import CAT_LIST, IGNORE_LABEL
 from voc12.dataloader import load_seg_label
 
@@ -67,12 +67,7 @@ def _fmt_ap(ap: np.ndarray) -> str:
 def run(args) -> dict:
     """Evaluate; returns {"map50", "map75", "ap50", "ap75" (20, None where no ground truth), "images"}."""
     names = eval_names(args)
-    missing = [n for n in names if not os.path.isfile(os.path.join(args.ins_seg_out_dir, n + ".npy"))]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(names)} instance label files missing, e.g. "
-            f"{os.path.join(args.ins_seg_out_dir, missing[0] + '.npy')}: run the make_ins_seg pass "
-            f"(--make_ins_seg_pass True) with an --infer_list that covers the {args.chainer_eval_set} split")
+    require_predictions(args, names, args.ins_seg_out_dir, ".npy", "instance label files", "make_ins_seg")
     pred_masks, pred_labels, pred_scores, gt_masks, gt_labels = [], [], [], [], []
     for name in tqdm(names, desc="eval_ins_seg", unit="img"):
         det = load_detections(args.ins_seg_out_dir, name)

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from advcam.metrics import ConfusionMatrix, format_iou_table, summarize
-from advcam.steps.eval_cam import eval_names
+from advcam.steps.eval_cam import eval_names, require_predictions
 from voc12.dataloader import load_seg_label
 
 log = logging.getLogger("advcam.eval_sem_seg")
@@ -48,12 +48,7 @@ def run(args) -> dict:
     """Evaluate; returns {"miou", "iou" (21, None where undefined), "fp_bg", "fn_bg", "fp_fg_mean",
     "fn_fg_mean", "pixel_acc", "among_predfg_bg", "images"} (fractions)."""
     names = eval_names(args)
-    missing = [n for n in names if not os.path.isfile(os.path.join(args.sem_seg_out_dir, n + ".png"))]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(names)} predictions missing, e.g. "
-            f"{os.path.join(args.sem_seg_out_dir, missing[0] + '.png')}: run the make_sem_seg pass "
-            f"(--make_sem_seg_pass True) with an --infer_list that covers the {args.chainer_eval_set} split")
+    require_predictions(args, names, args.sem_seg_out_dir, ".png", "predictions", "make_sem_seg")
     conf = ConfusionMatrix(NUM_SEG_CLASSES)
     for name in tqdm(names, desc="eval_sem_seg", unit="img"):
         pred = load_prediction(args.sem_seg_out_dir, name)
