@@ -32,6 +32,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
+def missing_files(names: list[str], folder: str, suffix: str) -> list[str]:
+    """Ids whose ``<folder>/<id><suffix>`` does not exist.
+
+    Outputs are written atomically, so an existing file is a complete one: this is both the "still to do"
+    list of a resumable pass and the "missing inputs" list of the pass that reads them.
+    """
+    return [n for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
+
+
 def save_npy(path: str | os.PathLike, obj) -> None:
     """``np.save`` written atomically (a dict is stored as a 0-d object array, as the reference does)."""
     with atomic_path(path) as tmp:

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from advcam.io import save_cam_npy
+from advcam.io import missing_files, save_cam_npy
 from advcam.nets.resnet50_cam import build_cam_net
 from advcam.utils import resolve_cam_weights
 from voc12.dataloader import VOC12ClassificationDatasetMSF, get_cls_labels, load_img_name_list
@@ -42,11 +42,6 @@ class _Tolerant(Dataset):
 
 def _first(batch: list) -> dict:
     return batch[0]
-
-
-def pending_names(names: list[str], out_dir: str) -> list[str]:
-    """Images whose ``<out_dir>/<id>.npy`` does not exist yet (outputs are atomic, so existing = complete)."""
-    return [n for n in names if not os.path.exists(os.path.join(out_dir, n + ".npy"))]
 
 
 def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], labels: np.ndarray, args,
@@ -90,7 +85,7 @@ def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str) -> dict
     if names is None:
         names = load_img_name_list(args.train_list, args.voc12_root)
     os.makedirs(args.cam_out_dir, exist_ok=True)
-    todo = pending_names(names, args.cam_out_dir)
+    todo = missing_files(names, args.cam_out_dir, ".npy")
     resolve_cam_weights(args.cam_weights_name)  # fail early, before any worker starts
     log.info("%s: %d images in %s, %d already in %s, %d to do", desc, len(names), args.train_list,
              len(names) - len(todo), args.cam_out_dir, len(todo))

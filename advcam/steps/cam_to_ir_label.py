@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from advcam.crf import crf_inference_label
-from advcam.io import load_cam_npy, save_png
+from advcam.io import load_cam_npy, missing_files, save_png
 from voc12 import IGNORE_LABEL, VOC_PALETTE
 from voc12.dataloader import load_image, load_img_name_list
 
@@ -104,7 +104,7 @@ def _work_star(job: tuple[int, list[str], Namespace]) -> int:
 
 def check_cams(args: Namespace, names: list[str]) -> None:
     """Fail early, naming the file, when a CAM file is missing."""
-    missing = [n for n in names if not os.path.isfile(cam_path(args, n))]
+    missing = missing_files(names, args.cam_out_dir, ".npy")
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} CAM files missing, e.g. {cam_path(args, missing[0])}: run the CAM pass "
@@ -116,7 +116,7 @@ def run(args: Namespace) -> dict:
     t0 = time.time()
     names = load_img_name_list(args.train_list, args.voc12_root)
     os.makedirs(args.ir_label_out_dir, exist_ok=True)
-    todo = [n for n in names if not os.path.exists(label_path(args, n))]
+    todo = missing_files(names, args.ir_label_out_dir, ".png")
     stats = {"images": 0, "skipped": len(names) - len(todo)}
     log.info("cam_to_ir_label: %d images in %s, %d already in %s, %d to do", len(names), args.train_list,
              stats["skipped"], args.ir_label_out_dir, len(todo))

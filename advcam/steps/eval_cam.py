@@ -7,7 +7,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from advcam.io import load_cam_npy
+from advcam.io import load_cam_npy, missing_files
 from advcam.metrics import ConfusionMatrix, format_iou_table, iou, mean_iou
 from voc12.dataloader import load_img_name_list, load_seg_label
 
@@ -32,7 +32,7 @@ def eval_names(args) -> list[str]:
 
 def require_predictions(args, names: list[str], folder: str, suffix: str, what: str, make_pass: str) -> None:
     """Fail before evaluating, naming a missing ``<folder>/<id><suffix>`` and the pass that writes it."""
-    missing = [n for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
+    missing = missing_files(names, folder, suffix)
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(names)} {what} missing, e.g. {os.path.join(folder, missing[0] + suffix)}: "

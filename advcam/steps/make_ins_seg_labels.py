@@ -20,14 +20,13 @@ import torch
 from scipy import ndimage
 from tqdm import tqdm
 
-from advcam.io import save_npy
+from advcam.io import missing_files, save_npy
 from advcam.steps.make_sem_seg_labels import (
     build_irn,
     check_inputs,
     edge_and_displacement,
     load_cams,
     pair_loader,
-    pending,
     random_walk_up,
 )
 from advcam.utils import pick_device
@@ -117,7 +116,7 @@ def run(args) -> dict:
     device = pick_device(getattr(args, "device", None))
     names = load_img_name_list(args.infer_list, args.voc12_root)
     os.makedirs(args.ins_seg_out_dir, exist_ok=True)
-    todo = pending(names, args.ins_seg_out_dir, ".npy")
+    todo = missing_files(names, args.ins_seg_out_dir, ".npy")
     log.info("make_ins_seg: %d images in %s, %d already in %s, %d to do", len(names), args.infer_list,
              len(names) - len(todo), args.ins_seg_out_dir, len(todo))
     stats = {"images": 0, "instances": 0, "skipped": len(names) - len(todo)}

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from advcam import imutils
 from advcam.indexing import propagate_to_edge
-from advcam.io import load_cam_npy, save_png
+from advcam.io import load_cam_npy, missing_files, save_png
 from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
 from advcam.utils import pick_device
 from voc12 import VOC_PALETTE
@@ -113,17 +113,12 @@ def sem_seg_label(rw_up: torch.Tensor, keys: np.ndarray, bg_thres: float) -> np.
     return np.concatenate([[0], keys + 1]).astype(np.uint8)[arg]
 
 
-def pending(names: list[str], out_dir: str, suffix: str) -> list[str]:
-    """Names whose ``<out_dir>/<id><suffix>`` does not exist yet."""
-    return [n for n in names if not os.path.exists(os.path.join(out_dir, n + suffix))]
-
-
 def check_inputs(args, names: list[str]) -> None:
     """Fail early, naming the file, when the IRN weights or a CAM file is missing."""
     if not os.path.isfile(args.irn_weights_name):
         raise FileNotFoundError(f"IRN weights {args.irn_weights_name} not found: run the train_irn pass "
                                 "(--train_irn_pass True) or point --irn_weights_name at them")
-    missing = [n for n in names if not os.path.isfile(os.path.join(args.cam_out_dir, n + ".npy"))]
+    missing = missing_files(names, args.cam_out_dir, ".npy")
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} CAM files missing, e.g. {os.path.join(args.cam_out_dir, missing[0] + '.npy')}: run the "
@@ -136,7 +131,7 @@ def run(args) -> dict:
     device = pick_device(getattr(args, "device", None))
     names = load_img_name_list(args.infer_list, args.voc12_root)
     os.makedirs(args.sem_seg_out_dir, exist_ok=True)
-    todo = pending(names, args.sem_seg_out_dir, ".png")
+    todo = missing_files(names, args.sem_seg_out_dir, ".png")
     log.info("make_sem_seg: %d images in %s, %d already in %s, %d to do", len(names), args.infer_list,
              len(names) - len(todo), args.sem_seg_out_dir, len(todo))
     stats = {"images": 0, "skipped": len(names) - len(todo)}

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from advcam import imutils
 from advcam.indexing import PathIndex
-from advcam.io import save_torch
+from advcam.io import missing_files, save_torch
 from advcam.nets.resnet50_cam import Net as CamNet
 from advcam.nets.resnet50_cam import load_cam_weights
 from advcam.nets.resnet50_irn import AffinityDisplacementLoss, compute_irn_loss, relation_labels
@@ -152,7 +152,7 @@ def run(args) -> dict:
                          f"relations of radius {TRAIN_RADIUS}: use at least {min_crop} (the reference uses 512)")
 
     names = load_img_name_list(args.train_list, args.voc12_root)
-    missing = [n for n in names if not os.path.isfile(ir_label_path(args.ir_label_out_dir, n))]
+    missing = missing_files(names, args.ir_label_out_dir, ".png")
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(names)} IR labels missing, e.g. "
