@@ -14,7 +14,8 @@ Two engines compute the same maps for the CAM network (``advcam.nets.resnet50_ca
   second backward for the climbing objective, parameter gradients included, as the reference code.
 - ``fast``: the Grad-CAM map of this head is ReLU(S_c) times a per-copy scalar (see
   :func:`gradcam_closed_form`), so one forward and one input-only backward per step serve all
-  positive classes of an image at once, batched.
+  positive classes of an image at once, batched (and, with :func:`advcam_images`, those of several
+  images of equal size).
 """
 from __future__ import annotations
 
@@ -228,8 +229,80 @@ def input_grad_only(model: nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# One image, all scales
+# Images, all scales
 # ----------------------------------------------------------------------------------------------
+
+def _scale_schedule(scales: Sequence[float], adv_iter: int):
+    """Yield (scale index, T, multiplier) in the reference's processing order.
+
+    Reference quirk: the multiplier is set at scale 0.5 and never reset, so it scales every later map
+    uniformly (cancelled by the final max-normalisation).
+    """
+    mul_for_scale = 1.0
+    for i in scale_order(scales):
+        if scales[i] == 0.5:
+            mul_for_scale = 2.0 if adv_iter > 10 else 1.0
+        yield i, iterations_for_scale(scales[i], adv_iter), mul_for_scale
+
+
+def _empty_maps(size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The outputs of an image without a positive class (as the reference writes them)."""
+    return fuse_scales([torch.zeros(0, 1, 1)], size)
+
+
+def _slot_inputs(pairs: list[torch.Tensor]) -> torch.Tensor:
+    """x0 [N, 2, 3, h, w] of N climbing slots: a view when they all share one flip pair, else a stack.
+
+    Both keep the pairs' memory format (channels_last stays channels_last after the flatten in climb_fast).
+    """
+    first = pairs[0]
+    if all(p is first for p in pairs):
+        return first[None].expand(len(pairs), *first.shape)
+    return torch.stack(pairs)
+
+
+def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], scales: Sequence[float],
+                  keys_list: Sequence[Sequence[int]], sizes: Sequence[tuple[int, int]], adv_iter: int = 27,
+                  xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, amp_dtype: torch.dtype | None = None,
+                  max_batch_pixels: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """AdvCAM of several images of equal size with the fast engine, batched across images.
+
+    ``images[j][i]`` is image j's [2, 3, h, w] flip pair at ``scales[i]``, ``keys_list[j]`` its positive
+    classes and ``sizes[j]`` its original (H, W). Per scale, the climbing slots of all images (each image's
+    flip pair times each of its classes) form one batch, split into chunks of at most ``max_batch_pixels``
+    input pixels (batch x h x w); the slots are independent, so neither the grouping nor the chunking
+    changes the maps. Returns one ("cam", "high_res") per image, as :func:`advcam_image`.
+    """
+    if not len(images) == len(keys_list) == len(sizes):
+        raise ValueError(f"advcam_images: {len(images)} images, {len(keys_list)} key lists and {len(sizes)} sizes")
+    if not images:
+        return []
+    for j, pairs in enumerate(images):
+        if len(pairs) != len(scales):
+            raise ValueError(f"advcam_images: image {j} has {len(pairs)} flip pairs for {len(scales)} scales")
+    for i, s in enumerate(scales):
+        shapes = sorted({tuple(pairs[i].shape) for pairs in images})
+        if len(shapes) > 1:
+            raise ValueError(f"advcam_images batches images of equal size only, but at scale {s:g} the flip pairs "
+                             f"have shapes {shapes}: group the images by size or call advcam_image per image")
+    keys_list = [[int(k) for k in keys] for keys in keys_list]
+    slots = [(j, c) for j, keys in enumerate(keys_list) for c in keys]  # (image, class) per climb
+    maps: list[list[torch.Tensor]] = [[None] * len(scales) for _ in images]  # type: ignore[list-item]
+    if slots:
+        for i, T, mul_for_scale in _scale_schedule(scales, adv_iter):
+            n, _, h, w = images[0][i].shape
+            per_chunk = len(slots) if max_batch_pixels is None else max(1, max_batch_pixels // (n * h * w))
+            chunks = (slots[k:k + per_chunk] for k in range(0, len(slots), per_chunk))
+            with input_grad_only(model):
+                acc = torch.cat([
+                    climb_fast(model, _slot_inputs([images[j][i] for j, _ in chunk]), [c for _, c in chunk], T, xi,
+                               lam, tau, amp_dtype)
+                    for chunk in chunks])
+            for j, part in enumerate((acc * mul_for_scale).split([len(keys) for keys in keys_list])):
+                maps[j][i] = part
+    return [fuse_scales([m.cpu() for m in maps[j]], size) if keys else _empty_maps(size)
+            for j, (keys, size) in enumerate(zip(keys_list, sizes, strict=True))]
+
 
 def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequence[float], keys: Sequence[int],
                  size: tuple[int, int], adv_iter: int = 27, xi: float = 0.08, lam: float = 7.0, tau: float = 0.5,
@@ -238,35 +311,24 @@ def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequen
     """AdvCAM of one image: ("cam" [K, H/4, W/4], "high_res" [K, H, W]) as in the reference.
 
     ``pairs[i]`` is the [2, 3, h, w] flip pair at ``scales[i]``; ``keys`` the positive classes.
-    The fast engine climbs all classes of a scale in one batch, split into chunks of at most
-    ``max_batch_pixels`` input pixels (batch x h x w) to bound memory; chunking does not change the maps.
+    The fast engine climbs all classes of a scale in one batch (:func:`advcam_images` with one image), split
+    into chunks of at most ``max_batch_pixels`` input pixels (batch x h x w) to bound memory; chunking does
+    not change the maps.
     """
     keys = [int(k) for k in keys]
     if not keys:
-        return fuse_scales([torch.zeros(0, 1, 1)], size)
+        return _empty_maps(size)
+    if engine == "fast":
+        if target_layer != "stage4":
+            raise ValueError("the fast engine's closed form holds for --target_layer stage4 only; "
+                             "use --engine reference for other layers")
+        return advcam_images(model, [pairs], scales, [keys], [size], adv_iter, xi, lam, tau, amp_dtype,
+                             max_batch_pixels)[0]
+    if engine != "reference":
+        raise ValueError(f"unknown engine {engine!r}: choose 'reference' or 'fast'")
     maps: list[torch.Tensor] = [None] * len(scales)  # type: ignore[list-item]
-    mul_for_scale = 1.0
-    for i in scale_order(scales):
-        T = iterations_for_scale(scales[i], adv_iter)
-        if scales[i] == 0.5:
-            # Reference quirk: set at scale 0.5 and never reset, so it scales every later map
-            # uniformly (cancelled by the final max-normalisation).
-            mul_for_scale = 2.0 if adv_iter > 10 else 1.0
-        if engine == "reference":
-            acc = torch.stack([climb_reference(model, pairs[i], c, T, xi, lam, tau, target_layer) for c in keys])
-        elif engine == "fast":
-            if target_layer != "stage4":
-                raise ValueError("the fast engine's closed form holds for --target_layer stage4 only; "
-                                 "use --engine reference for other layers")
-            h, w = pairs[i].shape[-2:]
-            per_chunk = len(keys) if max_batch_pixels is None else max(1, max_batch_pixels // (2 * h * w))
-            with input_grad_only(model):
-                acc = torch.cat([
-                    climb_fast(model, pairs[i][None].expand(len(chunk), -1, -1, -1, -1), chunk, T, xi, lam, tau,
-                               amp_dtype)
-                    for chunk in (keys[j:j + per_chunk] for j in range(0, len(keys), per_chunk))])
-        else:
-            raise ValueError(f"unknown engine {engine!r}: choose 'reference' or 'fast'")
+    for i, T, mul_for_scale in _scale_schedule(scales, adv_iter):
+        acc = torch.stack([climb_reference(model, pairs[i], c, T, xi, lam, tau, target_layer) for c in keys])
         maps[i] = acc * mul_for_scale
     return fuse_scales([m.cpu() for m in maps], size)
 

@@ -1,11 +1,13 @@
 """Benchmark the two AdvCAM engines (reference and fast) on the same random inputs, side by side.
 
 ``python scripts/bench_advcam.py [--device cpu|cuda] [--images N] [--size HxW] [--classes K] [--adv_iter T]
-[--engine both|fast|reference] [--scales 1.0,0.5,1.5,2.0] [--weights PATH] [--amp] [--seed S]``
+[--engine both|fast|reference] [--scales 1.0,0.5,1.5,2.0] [--weights PATH] [--amp] [--seed S] [--images_per_batch B]``
 
 Prints one table (seconds per image, images per second, peak memory per engine), the floating-point work
 per image and the achieved fraction of the device's peak; the last line is
 ``fast/reference speed ratio: <r>x, max abs diff: <d>`` (``n/a`` where an engine was not run).
+With ``--images_per_batch B`` > 1 the table has one more row, ``fast-bB``: the fast engine with groups of B
+consecutive images (all of this benchmark's images have one size) climbing in one batch per scale.
 
 On the CPU each engine runs in its own child process (from a multiprocessing fork server), so that the two peak
 RSS figures are separate; a script that calls :func:`main` must therefore guard it with
@@ -32,7 +34,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from advcam.advcam import advcam_image, climb_fast, input_grad_only, iterations_for_scale  # noqa: E402
+from advcam.advcam import (  # noqa: E402
+    advcam_image,
+    advcam_images,
+    climb_fast,
+    input_grad_only,
+    iterations_for_scale,
+)
 from advcam.nets.resnet50_cam import CAM, build_cam_net  # noqa: E402
 
 NUM_CLASSES = 20
@@ -91,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_batch_pixels", type=int, default=None,
                    help="fast engine: chunk the batched climbs (1 = one class per batch, to measure batching)")
+    p.add_argument("--images_per_batch", type=int, default=1,
+                   help="B > 1 adds a row 'fast-bB': the fast engine with B consecutive images per climbing batch "
+                        "(obtain_CAM_masking.py --images_per_batch B)")
     return p
 
 
@@ -117,8 +128,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--size must be HxW (got {args.size!r}) and --scales a comma list (got {args.scales!r})")
     if min(args.hw) < 16 or not args.scale_list or min(args.scale_list) <= 0:
         parser.error("--size must be at least 16x16 and --scales positive")
-    if args.images < 1 or args.adv_iter < 1:
-        parser.error("--images and --adv_iter must be >= 1")
+    if args.images < 1 or args.adv_iter < 1 or args.images_per_batch < 1:
+        parser.error("--images, --adv_iter and --images_per_batch must be >= 1")
+    if args.images_per_batch > 1 and args.engine == "reference":
+        parser.error("--images_per_batch > 1 measures the fast engine: use --engine fast or both")
     if args.classes is not None and not 1 <= args.classes <= NUM_CLASSES:
         parser.error(f"--classes must be in 1..{NUM_CLASSES}")
     return args
@@ -185,6 +198,27 @@ def run_one(model: nn.Module, pairs: list[torch.Tensor], keys: list[int], args: 
                         tau=TAU, engine=engine, amp_dtype=amp, max_batch_pixels=args.max_batch_pixels)
 
 
+def images_per_batch(engine: str) -> int:
+    """B of a grouped fast-engine row named ``fast-bB``; 1 for the plain engines."""
+    return int(engine[len("fast-b"):]) if engine.startswith("fast-b") else 1
+
+
+def run_group(model: nn.Module, group: list, args: argparse.Namespace, engine: str) -> list:
+    """The maps of a group of images: one at a time for the plain engines, in one batch for ``fast-bB``."""
+    if images_per_batch(engine) == 1:
+        return [run_one(model, pairs, keys, args, engine) for pairs, keys in group]
+    amp = torch.bfloat16 if args.amp else None
+    return advcam_images(model, [pairs for pairs, _ in group], args.scale_list, [keys for _, keys in group],
+                         [args.hw] * len(group), adv_iter=args.adv_iter, xi=XI, lam=LAM, tau=TAU, amp_dtype=amp,
+                         max_batch_pixels=args.max_batch_pixels)
+
+
+def groups_of(inputs: list, engine: str) -> list[list]:
+    """The benchmark images in the engine's groups (consecutive, the last one possibly smaller)."""
+    b = images_per_batch(engine)
+    return [inputs[i:i + b] for i in range(0, len(inputs), b)]
+
+
 # ----------------------------------------------------------------------------------------------
 # Measurements
 # ----------------------------------------------------------------------------------------------
@@ -202,11 +236,11 @@ def _cpu_child(conn, payload: bytes, args: argparse.Namespace, engine: str, thre
         del payload
         base = _rss_mib()
         seconds, maps = [], []
-        for pairs, keys in inputs:
+        for group in groups_of(inputs, engine):
             t0 = time.perf_counter()
-            cam, high = run_one(model, pairs, keys, args, engine)
-            seconds.append(time.perf_counter() - t0)
-            maps.append((cam.numpy(), high.numpy()))  # numpy: plain pickling, no shared-memory handles
+            outs = run_group(model, group, args, engine)
+            seconds += [(time.perf_counter() - t0) / len(group)] * len(group)  # per image
+            maps += [(cam.numpy(), high.numpy()) for cam, high in outs]  # numpy: plain pickling, no shm handles
         conn.send(("ok", seconds, maps, base, _rss_mib()))
     except BaseException:  # report anything to the parent rather than dying silently
         conn.send(("error", traceback.format_exc()))
@@ -244,21 +278,22 @@ def bench_cpu(model: nn.Module, inputs: list, args: argparse.Namespace, engine: 
 
 
 def bench_cuda(model: nn.Module, inputs: list, args: argparse.Namespace, engine: str) -> EngineResult:
-    """Run one engine in-process: one untimed warm-up image, then every image timed with synchronisation."""
+    """Run one engine in-process: one untimed warm-up group (one image for the plain engines), then every
+    group timed with synchronisation."""
     dev = torch.device("cuda")
-    run_one(model, *inputs[0], args, engine)
+    run_group(model, groups_of(inputs, engine)[0], args, engine)
     torch.cuda.synchronize(dev)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(dev)
     base = torch.cuda.memory_allocated(dev) / 2**20
     res = EngineResult(engine, base_mib=base)
-    for pairs, keys in inputs:
+    for group in groups_of(inputs, engine):
         torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
-        cam, high = run_one(model, pairs, keys, args, engine)  # maps come back on the CPU (a sync)
+        outs = run_group(model, group, args, engine)  # maps come back on the CPU (a sync)
         torch.cuda.synchronize(dev)
-        res.seconds.append(time.perf_counter() - t0)
-        res.maps.append((cam, high))
+        res.seconds += [(time.perf_counter() - t0) / len(group)] * len(group)  # per image
+        res.maps += outs
     res.peak_mib = torch.cuda.max_memory_allocated(dev) / 2**20
     return res
 
@@ -330,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     engines = ["reference", "fast"] if args.engine == "both" else [args.engine]
+    if args.images_per_batch > 1:
+        engines.append(f"fast-b{args.images_per_batch}")
     model = build_model(args.weights, args.seed).to(device)
     inputs = make_inputs(model, args)
     ks = [len(keys) for _, keys in inputs]
@@ -399,11 +436,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   f"per image): {engine}: {hours:.2f} GPU-hours")
 
     ratio = diff = None
-    if len(results) == 2:
+    if "reference" in results and "fast" in results:
         ratio = results["reference"].sec_per_image / results["fast"].sec_per_image
         d_cam, d_high = max_abs_diff(results["reference"], results["fast"])
         diff = max(d_cam, d_high)
         print(f"max abs diff of the saved maps (max-normalised): cam {d_cam:.1e}, high_res {d_high:.1e}")
+    for engine, r in results.items():
+        if images_per_batch(engine) > 1:
+            speed = results["fast"].sec_per_image / r.sec_per_image
+            d_cam, d_high = max_abs_diff(results["fast"], r)
+            out[f"speed_{engine}_vs_fast"] = speed
+            print(f"{engine}: the fast engine with --images_per_batch {images_per_batch(engine)} (consecutive images "
+                  f"in one batch per scale): {speed:.2f}x the fast row's speed, max abs diff vs fast: "
+                  f"cam {d_cam:.1e}, high_res {d_high:.1e}")
     out["ratio"], out["max_abs_diff"] = ratio, diff
     ratio_s = f"{ratio:.1f}x" if ratio is not None else "n/a"
     diff_s = f"{diff:.1e}" if diff is not None else "n/a"

@@ -20,6 +20,8 @@ log = logging.getLogger("advcam.cam")
 
 # fn(model, pairs on device, scales, keys, (H, W), device) -> (cam [K, H/4, W/4], high_res [K, H, W])
 PerImage = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+# group_fn(model, [pairs], scales, [keys], [(H, W)], device) -> [(cam, high_res)], one per image (equal sizes)
+PerGroup = Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]
 
 
 class _Tolerant(Dataset):
@@ -44,8 +46,37 @@ def _first(batch: list) -> dict:
     return batch[0]
 
 
+def _pairs(pack: dict) -> list[torch.Tensor]:
+    """The flip pairs of a pack, one per scale (the dataset gives a bare tensor for a single scale)."""
+    return pack["img"] if isinstance(pack["img"], list) else [pack["img"]]
+
+
+def per_image_group(fn: PerImage) -> PerGroup:
+    """The group function that calls the per-image ``fn`` on each image of the group in turn."""
+    def group_fn(model, pairs_list, scales, keys_list, sizes, device):
+        return [fn(model, pairs, scales, keys, size, device)
+                for pairs, keys, size in zip(pairs_list, keys_list, sizes, strict=True)]
+    return group_fn
+
+
+def _groups(loader, per_group: int, on_bad):
+    """Consecutive readable packs of equal original size, up to ``per_group`` of them; ``on_bad(pack)`` for
+    each unreadable one (it is left out, and does not end a group)."""
+    group: list[dict] = []
+    for pack in loader:
+        if "error" in pack:
+            on_bad(pack)
+            continue
+        if group and (len(group) == per_group or tuple(pack["size"]) != tuple(group[0]["size"])):
+            yield group
+            group = []
+        group.append(pack)
+    if group:
+        yield group
+
+
 def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], labels: np.ndarray, args,
-            fn: PerImage, desc: str, queue) -> None:
+            fn: PerImage, desc: str, queue, group_fn: PerGroup | None = None) -> None:
     device = torch.device(devices[rank])
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -55,31 +86,43 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
     ds.label_list = labels[rank::n_workers]
     loader = DataLoader(_Tolerant(ds, args.skip_bad_images), batch_size=1, shuffle=False, collate_fn=_first,
                         num_workers=min(args.num_workers // max(1, n_workers), 4), pin_memory=device.type == "cuda")
+    per_group = max(1, getattr(args, "images_per_batch", 1))
+    if group_fn is None:
+        group_fn = per_image_group(fn)
     done = classes = bad = 0
     t0 = time.time()
-    bar = tqdm(loader, desc=f"{desc} [{devices[rank]}]", position=rank, unit="img", dynamic_ncols=True)
-    for pack in bar:
-        if "error" in pack:
-            log.warning("skipping unreadable image %s: %s", pack["name"], pack["error"])
-            bad += 1
-            continue
-        keys = torch.nonzero(pack["label"])[:, 0]
-        pairs = pack["img"] if isinstance(pack["img"], list) else [pack["img"]]
-        pairs = [p.to(device, non_blocking=True) for p in pairs]
-        cam, high_res = fn(model, pairs, args.cam_scales, keys.tolist(), pack["size"], device)
-        save_cam_npy(os.path.join(args.cam_out_dir, pack["name"] + ".npy"), keys, cam, high_res)
-        done += 1
-        classes += len(keys)
+    bar = tqdm(total=len(mine), desc=f"{desc} [{devices[rank]}]", position=rank, unit="img", dynamic_ncols=True)
+
+    def on_bad(pack: dict) -> None:
+        nonlocal bad
+        log.warning("skipping unreadable image %s: %s", pack["name"], pack["error"])
+        bad += 1
+        bar.update(1)
+
+    for group in _groups(loader, per_group, on_bad):
+        keys = [torch.nonzero(pack["label"])[:, 0] for pack in group]
+        pairs = [[p.to(device, non_blocking=True) for p in _pairs(pack)] for pack in group]
+        outs = group_fn(model, pairs, args.cam_scales, [k.tolist() for k in keys], [pack["size"] for pack in group],
+                        device)
+        for pack, k, (cam, high_res) in zip(group, keys, outs, strict=True):
+            save_cam_npy(os.path.join(args.cam_out_dir, pack["name"] + ".npy"), k, cam, high_res)
+            done += 1
+            classes += len(k)
+        bar.update(len(group))
         bar.set_postfix(img_per_s=f"{done / (time.time() - t0):.2f}", refresh=False)
     bar.close()
     queue.put((done, classes, bad))
 
 
-def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str) -> dict:
+def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str, group_fn: PerGroup | None = None) -> dict:
     """Run ``fn`` over the images of ``args.train_list`` (or ``names``), writing ``<cam_out_dir>/<id>.npy``.
 
     Finished images are skipped, so an interrupted run resumes. One worker process per visible CUDA
     device (the list split round-robin), or the CPU in this process when there is none.
+
+    With ``args.images_per_batch`` > 1 (absent: 1), up to that many consecutive images of equal original
+    size are handed together to ``group_fn`` (default: ``fn`` on each in turn); each image is still
+    written to its own file, atomically, as soon as its group is done.
     """
     t0 = time.time()
     if names is None:
@@ -101,13 +144,14 @@ def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str) -> dict
         if len(devices) == 1:
             import queue as _q
             q = _q.SimpleQueue()
-            _worker(0, 1, devices, todo, labels, args, fn, desc, q)
+            _worker(0, 1, devices, todo, labels, args, fn, desc, q, group_fn)
             results = [q.get()]
         else:
             ctx = torch.multiprocessing.get_context("spawn")
             q = ctx.SimpleQueue()
-            torch.multiprocessing.start_processes(_worker, nprocs=len(devices), start_method="spawn",
-                                                  args=(len(devices), devices, todo, labels, args, fn, desc, q))
+            torch.multiprocessing.start_processes(
+                _worker, nprocs=len(devices), start_method="spawn",
+                args=(len(devices), devices, todo, labels, args, fn, desc, q, group_fn))
             results = [q.get() for _ in devices]
         for done, classes, bad in results:
             stats["images"] += done
