@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--AD_stepsize", default=0.08, type=float, help="xi: step size")
     p.add_argument("--score_th", default=0.5, type=float, help="tau: restricting-mask threshold")
     p.add_argument("--engine", default="fast", choices=("reference", "fast"))
-    p.add_argument("--amp", default=False, type=str2bool, help="bf16 autocast on CUDA (fast engine)")
+    p.add_argument("--amp", default=False, type=str2bool,
+                   help="bf16 autocast in the fast engine (meant for CUDA; also runs, slowly, on the CPU)")
     p.add_argument("--max_batch_pixels", default=4_500_000, type=int,
                    help="fast engine: climbs of one scale are batched up to this many input pixels "
                         "(batch x h x w); lower it if the GPU runs out of memory")
@@ -77,7 +78,7 @@ def advcam_seeds(model, pairs_list, scales, keys_list, sizes, device, *, args):
     The fast engine climbs the classes of all of them in one batch per scale (:func:`advcam_images`);
     the reference engine handles them one at a time.
     """
-    amp = torch.bfloat16 if args.amp and device.type == "cuda" else None
+    amp = torch.bfloat16 if args.amp else None
     model, pairs_list = device_layout(model, pairs_list, channels_last=device.type == "cuda")
     sizes = [tuple(size) for size in sizes]
     kw = dict(adv_iter=args.adv_iter, xi=args.AD_stepsize, lam=args.AD_coeff, tau=args.score_th, amp_dtype=amp,

@@ -11,6 +11,7 @@ from voc12 import CAT_LIST, VOC_PALETTE
 from voc12.dataloader import (
     VOC12ClassificationDataset,
     VOC12ClassificationDatasetMSF,
+    VOC12ImageDatasetMSF,
     decode_int_filename,
     get_cls_labels,
     load_cls_labels,
@@ -119,6 +120,10 @@ def test_datasets(tmp_path):
     assert torch.equal(item["img"][0][1], item["img"][0][0].flip(-1))
     assert item["size"] == (30, 40)
     assert load_seg_label(root, "2007_000039").shape == (40, 30)
+    # the unlabelled variant (IRN inference) gives the same inputs without reading any label
+    plain = VOC12ImageDatasetMSF(None, root, scales=(1.0, 0.5), names=["2007_000032"])[0]
+    assert set(plain) == {"name", "img", "size"} and plain["size"] == item["size"]
+    assert all(torch.equal(a, b) for a, b in zip(plain["img"], item["img"], strict=True))
 
 
 def test_missing_image_names_the_file(tmp_path):

@@ -160,12 +160,12 @@ class VOC12ClassificationDataset(VOC12ImageDataset):
         return out
 
 
-class VOC12ClassificationDatasetMSF(VOC12ClassificationDataset):
-    """Multi-scale inference: per scale a [2, 3, h, w] stack of the image and its mirror."""
+class VOC12ImageDatasetMSF(VOC12ImageDataset):
+    """Multi-scale inference input: per scale a [2, 3, h, w] stack of the image and its mirror (no labels)."""
 
-    def __init__(self, img_name_list_path: str, voc12_root: str, scales=(1.0,), cls_labels: str | None = None,
+    def __init__(self, img_name_list_path: str | None, voc12_root: str, scales=(1.0,),
                  names: list[str] | None = None):
-        super().__init__(img_name_list_path, voc12_root, cls_labels=cls_labels, names=names)
+        super().__init__(img_name_list_path, voc12_root, names=names)
         self.scales = tuple(float(s) for s in scales)
 
     def __getitem__(self, idx: int) -> dict:
@@ -176,8 +176,21 @@ class VOC12ClassificationDatasetMSF(VOC12ClassificationDataset):
             im = img if s == 1.0 else imutils.pil_rescale(img, s, order=3)
             im = imutils.normalize(im).transpose(2, 0, 1)
             ms.append(torch.from_numpy(np.ascontiguousarray(np.stack([im, im[..., ::-1]], 0))))
-        return {"name": name, "img": ms if len(self.scales) > 1 else ms[0],
-                "size": (img.shape[0], img.shape[1]), "label": torch.from_numpy(self.label_list[idx])}
+        return {"name": name, "img": ms if len(self.scales) > 1 else ms[0], "size": (img.shape[0], img.shape[1])}
+
+
+class VOC12ClassificationDatasetMSF(VOC12ImageDatasetMSF):
+    """Multi-scale inference input with the image's 20-dim multi-hot label (for CAM passes)."""
+
+    def __init__(self, img_name_list_path: str | None, voc12_root: str, scales=(1.0,), cls_labels: str | None = None,
+                 names: list[str] | None = None):
+        super().__init__(img_name_list_path, voc12_root, scales=scales, names=names)
+        self.label_list = get_cls_labels(voc12_root, self.img_name_list, cls_labels)
+
+    def __getitem__(self, idx: int) -> dict:
+        out = super().__getitem__(idx)
+        out["label"] = torch.from_numpy(self.label_list[idx])
+        return out
 
 
 class VOC12SegmentationDataset(Dataset):
@@ -209,5 +222,6 @@ def check_voc_root(voc12_root: str, need: tuple[str, ...] = (IMG_FOLDER_NAME,)) 
 __all__ = [
     "IGNORE_LABEL", "NUM_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "load_img_name_list", "load_cls_labels",
     "get_cls_labels", "load_image", "load_seg_label", "VOC12ImageDataset", "VOC12ClassificationDataset",
-    "VOC12ClassificationDatasetMSF", "VOC12SegmentationDataset", "check_voc_root", "resolve_list",
+    "VOC12ClassificationDatasetMSF", "VOC12ImageDatasetMSF", "VOC12SegmentationDataset", "check_voc_root",
+    "resolve_list",
 ]

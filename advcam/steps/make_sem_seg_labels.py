@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from advcam import imutils
@@ -22,7 +22,7 @@ from advcam.io import load_cam_npy, missing_files, save_png
 from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
 from advcam.utils import pick_device
 from voc12 import VOC_PALETTE
-from voc12.dataloader import load_image, load_img_name_list
+from voc12.dataloader import VOC12ImageDatasetMSF, load_img_name_list
 
 log = logging.getLogger("advcam.make_sem_seg")
 
@@ -30,32 +30,15 @@ RW_RADIUS = 5
 CAM_POWER = 1.5  # AdvCAM sharpens its (broad) maps before the random walk; IRN uses them as they are
 
 
-class FlipPairDataset(Dataset):
-    """Scale-1.0 inference pairs: {"name", "img" float [2, 3, H, W] (image, mirror), "size" (H, W)}."""
-
-    def __init__(self, names: list[str], voc12_root: str):
-        self.names = names
-        self.voc12_root = voc12_root
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, idx: int) -> dict:
-        name = self.names[idx]
-        img = load_image(self.voc12_root, name)
-        x = imutils.normalize(img).transpose(2, 0, 1)
-        pair = np.ascontiguousarray(np.stack([x, x[..., ::-1]], 0))
-        return {"name": name, "img": torch.from_numpy(pair), "size": img.shape[:2]}
-
-
 def _first(batch: list) -> dict:
     return batch[0]
 
 
 def pair_loader(names: list[str], args, device: torch.device) -> DataLoader:
-    """Batch-size-1 loader of flip pairs."""
-    return DataLoader(FlipPairDataset(names, args.voc12_root), batch_size=1, shuffle=False, collate_fn=_first,
-                      num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    """Batch-size-1 loader of scale-1.0 flip pairs: {"name", "img" [2, 3, H, W] (image, mirror), "size"}."""
+    ds = VOC12ImageDatasetMSF(None, args.voc12_root, names=names)
+    return DataLoader(ds, batch_size=1, shuffle=False, collate_fn=_first, num_workers=args.num_workers,
+                      pin_memory=device.type == "cuda")
 
 
 def padded_size(size: tuple[int, int], crop_size: int) -> tuple[int, int]:
