@@ -40,7 +40,7 @@ echo "No VOC root configured: running the toy demo on $TOY (set VOC12_ROOT or --
 rm -f "$RES"
 COMMON=(--voc12_root "$TOY" --val_list "$LISTS/val.txt" --cam_scales 1.0
         --cam_weights_name "$OUT/sess/res50_cam.pth" --irn_weights_name "$OUT/sess/res50_irn.pth"
-        --log_name "$OUT/demo" --results_json "$RES")
+        --log_name "$OUT/demo" --results_json "$RES" --seed 0)
 
 # 1. classifier from scratch on train_aug (no ImageNet weights here), plain CAM seeds on train
 # (every later output depends on these weights: delete $OUT to start over; a rerun resumes)

@@ -15,7 +15,15 @@ import sys
 import time
 
 from advcam.io import atomic_path
-from advcam.utils import check_network_flags, default_voc12_root, flat_scales, float_list, setup_logging, str2bool
+from advcam.utils import (
+    check_network_flags,
+    default_voc12_root,
+    flat_scales,
+    float_list,
+    seed_everything,
+    setup_logging,
+    str2bool,
+)
 
 log = logging.getLogger("advcam")
 
@@ -87,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record each evaluation's numbers in this JSON file (keyed by pass and folder)")
     p.add_argument("--skip_bad_images", default=False, type=str2bool,
                    help="log and skip unreadable images instead of stopping")
+    p.add_argument("--seed", default=None, type=int,
+                   help="seed the random generators before each pass, so that a pass rerun alone repeats itself "
+                        "(default: unseeded, as the reference)")
     # Steps
     for name in PASSES:
         p.add_argument(f"--{name}_pass", default=False, type=str2bool)
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
         if getattr(args, f"{name}_pass"):
             log.info("step.%s: %s", MODULES[name], time.strftime("%Y-%m-%d %H:%M:%S"))
             module = importlib.import_module(f"advcam.steps.{MODULES[name]}")
+            if args.seed is not None:
+                seed_everything(args.seed)
             results[name] = module.run(args)
             if args.results_json and name.startswith("eval"):
                 record_result(args.results_json, f"{name}:{EVALUATED_DIR[name](args)}", results[name])

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import re
 import sys
 
+import numpy as np
 import torch
 
 DEFAULT_VOC12_ROOT = "Dataset/VOC2012_SEG_AUG/"
@@ -67,6 +69,13 @@ def check_network_flags(args, parser: argparse.ArgumentParser) -> None:
 
 def default_voc12_root() -> str:
     return os.environ.get("VOC12_ROOT", DEFAULT_VOC12_ROOT)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (DataLoader workers derive theirs from torch's)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def pick_device(name: str | None = None) -> torch.device:

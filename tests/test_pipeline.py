@@ -112,3 +112,16 @@ def test_reference_weights_name_fallback(tmp_path, tiny_voc):
                                      "--cam_weights_name", str(tmp_path / "sess" / "res50_cam.pth"), "--adv_iter", "1",
                                      "--cam_scales", "1.0", "--cam_out_dir", str(tmp_path / "adv")])
     assert stats["images"] == 4
+
+
+def test_seeded_training_repeats_itself(tmp_path, tiny_voc):
+    """With --seed, classifier training (random crops, flips, shuffling, init) gives the same weights twice."""
+    weights = []
+    for run in ("a", "b"):
+        args = _common(tmp_path / run, tiny_voc) + [
+            "--no_pretrained", "True", "--cam_crop_size", "48", "--cam_resize_long", "40", "64",
+            "--cam_batch_size", "4", "--cam_num_epoches", "1", "--seed", "7", "--train_cam_pass", "True"]
+        run_sample.main(args)
+        weights.append(torch.load(tmp_path / run / "sess" / "cam.pth", weights_only=True))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
