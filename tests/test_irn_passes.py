@@ -179,10 +179,10 @@ def test_oracle_boundaries_recover_the_ground_truth(tmp_path, tiny_voc, monkeypa
             dp[0][m], dp[1][m] = yy[m].mean() - yy[m], xx[m].mean() - xx[m]
         return torch.from_numpy(edge.astype(np.float32)), torch.from_numpy(dp)
 
-    for module in (make_sem_seg_labels, make_ins_seg_labels):
-        monkeypatch.setattr(module, "build_irn", lambda args, device: None)
-        monkeypatch.setattr(module, "edge_and_displacement", oracle)
-        monkeypatch.setattr(module, "load_cams", spy_load_cams)
+    # both passes read their inputs through make_sem_seg_labels.irn_inference
+    monkeypatch.setattr(make_sem_seg_labels, "build_irn", lambda args, device: None)
+    monkeypatch.setattr(make_sem_seg_labels, "edge_and_displacement", oracle)
+    monkeypatch.setattr(make_sem_seg_labels, "load_cams", spy_load_cams)
     (tmp_path / "sess" / "irn.pth").write_bytes(b"")  # the passes only check that it exists
     out = run_sample.main(common + ["--make_sem_seg_pass", "True", "--eval_sem_seg_pass", "True",
                                     "--make_ins_seg_pass", "True", "--eval_ins_seg_pass", "True"])

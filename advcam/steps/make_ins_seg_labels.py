@@ -18,19 +18,9 @@ import time
 import numpy as np
 import torch
 from scipy import ndimage
-from tqdm import tqdm
 
-from advcam.io import missing_files, save_npy
-from advcam.steps.make_sem_seg_labels import (
-    build_irn,
-    check_inputs,
-    edge_and_displacement,
-    load_cams,
-    pair_loader,
-    random_walk_up,
-)
-from advcam.utils import pick_device
-from voc12.dataloader import load_img_name_list
+from advcam.io import save_npy
+from advcam.steps.make_sem_seg_labels import irn_inference, random_walk_up
 
 log = logging.getLogger("advcam.make_ins_seg")
 
@@ -113,30 +103,13 @@ def empty_detections(size: tuple[int, int]) -> dict:
 def run(args) -> dict:
     """Write instance pseudo labels for every ``--infer_list`` image not done yet."""
     t0 = time.time()
-    device = pick_device(getattr(args, "device", None))
-    names = load_img_name_list(args.infer_list, args.voc12_root)
-    os.makedirs(args.ins_seg_out_dir, exist_ok=True)
-    todo = missing_files(names, args.ins_seg_out_dir, ".npy")
-    log.info("make_ins_seg: %d images in %s, %d already in %s, %d to do", len(names), args.infer_list,
-             len(names) - len(todo), args.ins_seg_out_dir, len(todo))
-    stats = {"images": 0, "instances": 0, "skipped": len(names) - len(todo)}
-    if todo:
-        check_inputs(args, todo)
-        model = build_irn(args, device)
-        log.info("read IRN weights %s, CAMs from %s; random walk beta %s, exp_times %s, bg threshold %s, on %s",
-                 args.irn_weights_name, args.cam_out_dir, args.beta, args.exp_times, args.ins_seg_bg_thres, device)
-        for pack in tqdm(pair_loader(todo, args, device), desc="make_ins_seg", unit="img", total=len(todo)):
-            name, size = pack["name"], tuple(pack["size"])
-            cams, keys = load_cams(args, name, size, device)
-            if len(keys):
-                edge, dp = edge_and_displacement(model, pack["img"].to(device, non_blocking=True),
-                                                 args.irn_crop_size)
-                det = instance_labels(cams, keys, edge, dp, size, args)
-            else:
-                det = empty_detections(size)
-            save_npy(os.path.join(args.ins_seg_out_dir, name + ".npy"), det)
-            stats["images"] += 1
-            stats["instances"] += len(det["score"])
+    stats = {"images": 0, "instances": 0}
+    for name, size, cams, keys, edge, dp in irn_inference(args, args.ins_seg_out_dir, ".npy", "make_ins_seg",
+                                                           args.ins_seg_bg_thres, stats):
+        det = instance_labels(cams, keys, edge, dp, size, args) if len(keys) else empty_detections(size)
+        save_npy(os.path.join(args.ins_seg_out_dir, name + ".npy"), det)
+        stats["images"] += 1
+        stats["instances"] += len(det["score"])
     stats["seconds"] = time.time() - t0
     log.info("make_ins_seg done: wrote %d files (%d instances) to %s, skipped %d, %.1f s", stats["images"],
              stats["instances"], args.ins_seg_out_dir, stats["skipped"], stats["seconds"])

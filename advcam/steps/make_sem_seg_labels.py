@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -108,34 +109,50 @@ def check_inputs(args, names: list[str]) -> None:
             "CAM pass (make_cam or obtain_CAM_masking.py) over --infer_list with the same --cam_out_dir first")
 
 
+def irn_inference(args, out_dir: str, suffix: str, desc: str, bg_thres: float, stats: dict) -> Iterator[tuple]:
+    """Yield (name, size, cams, keys, edge, displacement) for every ``--infer_list`` image without
+    ``<out_dir>/<id><suffix>``; edge and displacement are None for an image without a positive class.
+
+    Records the number of finished images it skips in ``stats["skipped"]``; the IRN network is built only
+    when there is something to do.
+    """
+    device = pick_device(getattr(args, "device", None))
+    names = load_img_name_list(args.infer_list, args.voc12_root)
+    os.makedirs(out_dir, exist_ok=True)
+    todo = missing_files(names, out_dir, suffix)
+    stats["skipped"] = len(names) - len(todo)
+    log.info("%s: %d images in %s, %d already in %s, %d to do", desc, len(names), args.infer_list,
+             stats["skipped"], out_dir, len(todo))
+    if not todo:
+        return
+    check_inputs(args, todo)
+    model = build_irn(args, device)
+    log.info("read IRN weights %s, CAMs from %s; random walk beta %s, exp_times %s, bg threshold %s, on %s",
+             args.irn_weights_name, args.cam_out_dir, args.beta, args.exp_times, bg_thres, device)
+    for pack in tqdm(pair_loader(todo, args, device), desc=desc, unit="img", total=len(todo)):
+        name, size = pack["name"], tuple(pack["size"])
+        cams, keys = load_cams(args, name, size, device)
+        edge = dp = None
+        if len(keys):
+            edge, dp = edge_and_displacement(model, pack["img"].to(device, non_blocking=True), args.irn_crop_size)
+        yield name, size, cams, keys, edge, dp
+
+
 def run(args) -> dict:
     """Write semantic pseudo labels for every ``--infer_list`` image not done yet."""
     t0 = time.time()
-    device = pick_device(getattr(args, "device", None))
-    names = load_img_name_list(args.infer_list, args.voc12_root)
-    os.makedirs(args.sem_seg_out_dir, exist_ok=True)
-    todo = missing_files(names, args.sem_seg_out_dir, ".png")
-    log.info("make_sem_seg: %d images in %s, %d already in %s, %d to do", len(names), args.infer_list,
-             len(names) - len(todo), args.sem_seg_out_dir, len(todo))
-    stats = {"images": 0, "skipped": len(names) - len(todo)}
-    if todo:
-        check_inputs(args, todo)
-        model = build_irn(args, device)
-        log.info("read IRN weights %s, CAMs from %s; random walk beta %s, exp_times %s, bg threshold %s, on %s",
-                 args.irn_weights_name, args.cam_out_dir, args.beta, args.exp_times, args.sem_seg_bg_thres, device)
-        for pack in tqdm(pair_loader(todo, args, device), desc="make_sem_seg", unit="img", total=len(todo)):
-            name, size = pack["name"], tuple(pack["size"])
-            cams, keys = load_cams(args, name, size, device)
-            if len(keys):
-                edge, _ = edge_and_displacement(model, pack["img"].to(device, non_blocking=True), args.irn_crop_size)
-                rw_up = random_walk_up(cams.pow(CAM_POWER), edge, size, args)
-                label = sem_seg_label(rw_up, keys, args.sem_seg_bg_thres)
-            else:
-                label = np.zeros(size, np.uint8)
-            # palette copy first: the plain file marks the image as done
-            save_png(os.path.join(args.sem_seg_out_dir, name + "_palette.png"), label, palette=VOC_PALETTE)
-            save_png(os.path.join(args.sem_seg_out_dir, name + ".png"), label)
-            stats["images"] += 1
+    stats = {"images": 0}
+    for name, size, cams, keys, edge, _ in irn_inference(args, args.sem_seg_out_dir, ".png", "make_sem_seg",
+                                                          args.sem_seg_bg_thres, stats):
+        if len(keys):
+            rw_up = random_walk_up(cams.pow(CAM_POWER), edge, size, args)
+            label = sem_seg_label(rw_up, keys, args.sem_seg_bg_thres)
+        else:
+            label = np.zeros(size, np.uint8)
+        # palette copy first: the plain file marks the image as done
+        save_png(os.path.join(args.sem_seg_out_dir, name + "_palette.png"), label, palette=VOC_PALETTE)
+        save_png(os.path.join(args.sem_seg_out_dir, name + ".png"), label)
+        stats["images"] += 1
     stats["seconds"] = time.time() - t0
     log.info("make_sem_seg done: wrote %d label maps to %s, skipped %d, %.1f s", stats["images"],
              args.sem_seg_out_dir, stats["skipped"], stats["seconds"])
