@@ -46,6 +46,27 @@ class TinyCAM(nn.Module):
         return self.classifier(self.features(x).mean((2, 3), keepdim=True)).flatten(1)
 
 
+def flip_pairs(img: torch.Tensor, scales) -> list[torch.Tensor]:
+    """Per scale, the [2, 3, h, w] stack of ``img`` (bilinear-resized) and its mirror, as the CAM passes feed it."""
+    out = []
+    for s in scales:
+        im = img if s == 1.0 else F.interpolate(img[None], scale_factor=s, mode="bilinear")[0]
+        out.append(torch.stack([im, im.flip(-1)]))
+    return out
+
+
+def save_random_cam_weights(path: str) -> None:
+    """Write a ResNet-50 CAM network's state dict with seeded random weights (a N(0, 0.05) head) to ``path``."""
+    from advcam.nets.resnet50_cam import Net
+
+    torch.manual_seed(0)
+    net = Net()
+    with torch.no_grad():
+        net.classifier.weight.normal_(0, 0.05)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(net.state_dict(), path)
+
+
 def square_images(n: int, size: int = 64, num_classes: int = 4, seed: int = 0):
     """Images with 1-2 coloured squares; class k = colour k. Returns (images [n,3,s,s], labels [n,C])."""
     g = torch.Generator().manual_seed(seed)

@@ -1,7 +1,7 @@
 """AdvCAM engines: the fast engine against the literal reference, Grad-CAM identities, paper properties."""
 import torch
 import torch.nn.functional as F
-from conftest import TinyCAM
+from conftest import TinyCAM, flip_pairs
 
 from advcam.advcam import (
     AdvCAM,
@@ -18,14 +18,6 @@ from advcam.advcam import (
 from advcam.nets.resnet50_cam import CAM
 
 
-def _pairs(img, scales):
-    out = []
-    for s in scales:
-        im = img if s == 1.0 else F.interpolate(img[None], scale_factor=s, mode="bilinear")[0]
-        out.append(torch.stack([im, im.flip(-1)]))
-    return out
-
-
 def _random_tiny(seed=0, num_classes=4):
     torch.manual_seed(seed)
     return TinyCAM(num_classes).eval()
@@ -38,8 +30,8 @@ def test_fast_equals_reference_on_resnet50_several_classes():
         model.classifier.weight.normal_(0, 0.05)
     img = torch.randn(3, 32, 48)
     scales = (1.0, 0.5)
-    ref = advcam_image(model, _pairs(img, scales), scales, [2, 11], (32, 48), adv_iter=3, engine="reference")
-    fast = advcam_image(model, _pairs(img, scales), scales, [2, 11], (32, 48), adv_iter=3, engine="fast")
+    ref = advcam_image(model, flip_pairs(img, scales), scales, [2, 11], (32, 48), adv_iter=3, engine="reference")
+    fast = advcam_image(model, flip_pairs(img, scales), scales, [2, 11], (32, 48), adv_iter=3, engine="fast")
     for r, f in zip(ref, fast, strict=True):
         assert r.shape == f.shape
         assert (r - f).abs().max() <= 1e-4
@@ -51,8 +43,8 @@ def test_fast_equals_reference_many_steps_tiny_net():
     img = torch.randn(3, 64, 80)
     scales = (1.0, 0.5)
     kw = dict(adv_iter=12, xi=0.08, lam=7.0, tau=0.5)
-    ref = advcam_image(model, _pairs(img, scales), scales, [0, 3, 4], (64, 80), engine="reference", **kw)
-    fast = advcam_image(model, _pairs(img, scales), scales, [0, 3, 4], (64, 80), engine="fast", **kw)
+    ref = advcam_image(model, flip_pairs(img, scales), scales, [0, 3, 4], (64, 80), engine="reference", **kw)
+    fast = advcam_image(model, flip_pairs(img, scales), scales, [0, 3, 4], (64, 80), engine="fast", **kw)
     for r, f in zip(ref, fast, strict=True):
         assert (r - f).abs().max() <= 1e-4
 
@@ -156,7 +148,7 @@ def test_library_api_closed_form_matches_engine():
 def test_chunked_batches_give_the_same_maps():
     model = _random_tiny(5, num_classes=5)
     img = torch.randn(3, 48, 64)
-    args = (_pairs(img, (1.0,)), (1.0,), [0, 1, 3, 4], (48, 64))
+    args = (flip_pairs(img, (1.0,)), (1.0,), [0, 1, 3, 4], (48, 64))
     whole = advcam_image(model, *args, adv_iter=4)
     chunked = advcam_image(model, *args, adv_iter=4, max_batch_pixels=2 * 48 * 64 * 3)  # chunks of 3 and 1
     for a, b in zip(whole, chunked, strict=True):
@@ -166,7 +158,7 @@ def test_chunked_batches_give_the_same_maps():
 def test_image_without_positive_class_gives_empty_maps():
     from advcam.cam import plain_cam
     model = _random_tiny(6, num_classes=20)
-    pairs = _pairs(torch.randn(3, 32, 48), (1.0, 0.5))
+    pairs = flip_pairs(torch.randn(3, 32, 48), (1.0, 0.5))
     for cam, high in (plain_cam(model, pairs, torch.zeros(0, dtype=torch.long), (32, 48)),
                       advcam_image(model, pairs, (1.0, 0.5), [], (32, 48), adv_iter=2)):
         assert cam.shape == (0, 8, 12) and high.shape == (0, 32, 48)

@@ -5,24 +5,14 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from conftest import TinyCAM, square_images
+from conftest import TinyCAM, flip_pairs, save_random_cam_weights, square_images
 
 from advcam import obtain_cam_masking
 from advcam.advcam import advcam_image, advcam_images
 from advcam.io import load_cam_npy
-from advcam.nets.resnet50_cam import Net
 from advcam.obtain_cam_masking import device_layout
 
 KW = dict(adv_iter=12, xi=0.08, lam=7.0, tau=0.5)  # adv_iter > 10: 6 steps and the x2 quirk at scale 0.5
-
-
-def _pairs(img, scales):
-    out = []
-    for s in scales:
-        im = img if s == 1.0 else F.interpolate(img[None], scale_factor=s, mode="bilinear")[0]
-        out.append(torch.stack([im, im.flip(-1)]))
-    return out
 
 
 @pytest.mark.parametrize("max_batch_pixels", [None, 2 * 48 * 64 * 3])  # whole batch; chunks of 3 across images
@@ -31,7 +21,7 @@ def test_advcam_images_equals_per_image(max_batch_pixels):
     model = TinyCAM(5).eval()
     scales = (1.0, 0.5)
     imgs = [torch.randn(3, 48, 64) for _ in range(4)]
-    images = [_pairs(im, scales) for im in imgs]
+    images = [flip_pairs(im, scales) for im in imgs]
     keys = [[0, 3], [1], [], [2]]  # different class sets, one with 2 classes, one with none
     sizes = [(48, 64)] * 4
     batched = advcam_images(model, images, scales, keys, sizes, **KW, max_batch_pixels=max_batch_pixels)
@@ -48,24 +38,15 @@ def test_advcam_images_equals_per_image(max_batch_pixels):
 def test_advcam_images_refuses_mismatched_sizes():
     model = TinyCAM(5).eval()
     scales = (1.0, 0.5)
-    images = [_pairs(torch.randn(3, 48, 64), scales), _pairs(torch.randn(3, 64, 48), scales)]
+    images = [flip_pairs(torch.randn(3, 48, 64), scales), flip_pairs(torch.randn(3, 64, 48), scales)]
     with pytest.raises(ValueError, match="equal size"):
         advcam_images(model, images, scales, [[0], [1]], [(48, 64), (64, 48)], adv_iter=2)
     with pytest.raises(ValueError, match="key lists"):
         advcam_images(model, images[:1], scales, [[0], [1]], [(48, 64)], adv_iter=2)
 
 
-def _random_weights(path):
-    torch.manual_seed(0)
-    net = Net()
-    with torch.no_grad():
-        net.classifier.weight.normal_(0, 0.05)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save(net.state_dict(), path)
-
-
 def test_images_per_batch_end_to_end_same_files(tmp_path, tiny_voc, monkeypatch):
-    _random_weights(str(tmp_path / "sess" / "cam.pth"))
+    save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
     # ids 1, 2, 4, 5, 7 are 48x64 and 0, 3, 6 are 64x48; 4 is unreadable and skipped without ending its group,
     # so with 3 per batch the groups are (1, 2, 5), (7) (a size change ends it) and (0, 3, 6).
     order = [1, 2, 4, 5, 7, 0, 3, 6]
@@ -109,7 +90,7 @@ def test_images_per_batch_flag_is_checked(tiny_voc, capsys):
 
 def _square_inputs(n=4, scales=(1.0, 0.5)):
     x, y = square_images(n, seed=11)
-    return [_pairs(im, scales) for im in x], [torch.nonzero(lab)[:, 0].tolist() for lab in y], scales
+    return [flip_pairs(im, scales) for im in x], [torch.nonzero(lab)[:, 0].tolist() for lab in y], scales
 
 
 def test_channels_last_layout_on_cpu_matches_reference(trained_tiny_cam):

@@ -131,16 +131,21 @@ def resnet():
     return model, x
 
 
-def independent_gradcam(model: torch.nn.Module, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
-    """Grad-CAM at layer4 with the reference normalisation: per image, the spatial sum of dy_c/dF divided by the
-    number of positive entries of that image's gradient; weights are constants; ReLU of the weighted sum."""
+def logits_and_layer4(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits and its layer4 output, captured by a temporary forward hook."""
     store = {}
     handle = model.layer4.register_forward_hook(lambda m, i, o: store.__setitem__("F", o))
     try:
         logits = model(x)
     finally:
         handle.remove()
-    feat = store["F"]
+    return logits, store["F"]
+
+
+def independent_gradcam(model: torch.nn.Module, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
+    """Grad-CAM at layer4 with the reference normalisation: per image, the spatial sum of dy_c/dF divided by the
+    number of positive entries of that image's gradient; weights are constants; ReLU of the weighted sum."""
+    logits, feat = logits_and_layer4(model, x)
     (G,) = torch.autograd.grad(logits[torch.arange(len(targets)), targets].sum(), feat)
     w = G.sum((2, 3), keepdim=True) / (G > 0).flatten(1).sum(1).view(-1, 1, 1, 1)
     return F.relu((feat.detach() * w).sum(1))
@@ -173,13 +178,8 @@ def test_resnet18_flip_pair_merges_mirrored_map(resnet):
     with AdvCAM(model, "layer4", adv_iter=1, flip=True) as cam:
         merged = cam(x1, [5])[0]
     pair = torch.cat([x1, x1.flip(-1)])
-    store = {}
-    handle = model.layer4.register_forward_hook(lambda m, i, o: store.__setitem__("F", o))
-    try:
-        logits = model(pair)
-    finally:
-        handle.remove()
-    (G,) = torch.autograd.grad(logits[:, 5].sum(), store["F"])
+    logits, feat = logits_and_layer4(model, pair)
+    (G,) = torch.autograd.grad(logits[:, 5].sum(), feat)
     w = G.sum((2, 3), keepdim=True) / (G > 0).sum()
-    A = F.relu((store["F"].detach() * w).sum(1))
+    A = F.relu((feat.detach() * w).sum(1))
     assert torch.allclose(merged, A[0] + A[1].flip(-1), rtol=1e-4, atol=1e-7)

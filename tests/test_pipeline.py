@@ -4,26 +4,17 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import save_random_cam_weights
 from PIL import Image
 
 import advcam.io
 from advcam import obtain_cam_masking, run_sample
 from advcam.io import load_cam_npy
-from advcam.nets.resnet50_cam import Net
 
 
 def _common(tmp_path, voc):
     return ["--voc12_root", voc, "--num_workers", "0", "--cam_weights_name", str(tmp_path / "sess" / "cam.pth"),
             "--log_name", str(tmp_path / "log"), "--results_json", str(tmp_path / "results.json")]
-
-
-def _random_weights(path):
-    torch.manual_seed(0)
-    net = Net()
-    with torch.no_grad():
-        net.classifier.weight.normal_(0, 0.05)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save(net.state_dict(), path)
 
 
 def test_cam_passes_end_to_end(tmp_path, tiny_voc):
@@ -48,7 +39,7 @@ def test_cam_passes_end_to_end(tmp_path, tiny_voc):
 
 
 def test_advcam_resumes_after_interruption(tmp_path, tiny_voc, monkeypatch):
-    _random_weights(str(tmp_path / "sess" / "cam.pth"))
+    save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
     args = ["--voc12_root", tiny_voc, "--train_list", "train_aug.txt", "--num_workers", "0", "--cam_weights_name",
             str(tmp_path / "sess" / "cam.pth"), "--adv_iter", "3", "--cam_scales", "1.0"]
     whole = tmp_path / "whole"
@@ -81,7 +72,7 @@ def test_advcam_resumes_after_interruption(tmp_path, tiny_voc, monkeypatch):
 
 
 def test_bad_image_stops_or_is_skipped(tmp_path, tiny_voc):
-    _random_weights(str(tmp_path / "sess" / "cam.pth"))
+    save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
     bad = os.path.join(tiny_voc, "JPEGImages", "2100_000001.jpg")
     with open(bad, "wb") as f:
         f.write(b"not a jpeg")
@@ -107,7 +98,7 @@ def test_flag_errors(tmp_path, tiny_voc, capsys):
 
 
 def test_reference_weights_name_fallback(tmp_path, tiny_voc):
-    _random_weights(str(tmp_path / "sess" / "res50_cam.pth.pth"))  # the reference saves <name>.pth
+    save_random_cam_weights(str(tmp_path / "sess" / "res50_cam.pth.pth"))  # the reference saves <name>.pth
     stats = obtain_cam_masking.main(["--voc12_root", tiny_voc, "--train_list", "train.txt", "--num_workers", "0",
                                      "--cam_weights_name", str(tmp_path / "sess" / "res50_cam.pth"), "--adv_iter", "1",
                                      "--cam_scales", "1.0", "--cam_out_dir", str(tmp_path / "adv")])
