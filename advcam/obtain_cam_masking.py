@@ -89,11 +89,6 @@ def advcam_seeds(model, pairs_list, scales, keys_list, sizes, device, *, args):
             for pairs, keys, size in zip(pairs_list, keys_list, sizes, strict=True)]
 
 
-def advcam_seed(model, pairs, scales, keys, size, device, *, args):
-    """One image's AdvCAM maps (the per-image function of the CAM loop)."""
-    return advcam_seeds(model, [pairs], scales, [keys], [size], device, args=args)[0]
-
-
 def validate_args(args, parser: argparse.ArgumentParser) -> None:
     if args.target_layer not in TARGET_LAYERS:
         parser.error(f"--target_layer {args.target_layer!r} is not a layer of the CAM network; "
@@ -117,9 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_network_flags(args, parser)
     validate_args(args, parser)
     setup_logging(args.log_name + ".log" if args.log_name else None)
-    fn = functools.partial(advcam_seed, args=args)
-    group_fn = functools.partial(advcam_seeds, args=args)
-    return run_cam_pass(args, None, fn, f"AdvCAM ({args.engine})", group_fn)
+    return run_cam_pass(args, None, functools.partial(advcam_seeds, args=args), f"AdvCAM ({args.engine})")
 
 
 def cli() -> None:

@@ -116,3 +116,21 @@ def test_seeded_training_repeats_itself(tmp_path, tiny_voc):
         weights.append(torch.load(tmp_path / run / "sess" / "cam.pth", weights_only=True))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_cam_pass_uses_the_given_cls_labels(tmp_path, tiny_voc):
+    """--cls_labels is the only label source: with Annotations/ gone, the maps' keys are the given labels."""
+    import shutil
+
+    names = open(os.path.join(tiny_voc, "ImageSets/Segmentation/train.txt")).read().split()
+    given = {n: np.eye(20, dtype=np.float32)[[5, 9][i % 2]] for i, n in enumerate(names)}  # not the XMLs' classes
+    np.save(tmp_path / "labels.npy", given)
+    shutil.rmtree(os.path.join(tiny_voc, "Annotations"))
+    save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
+    stats = obtain_cam_masking.main(["--voc12_root", tiny_voc, "--train_list", "train.txt", "--num_workers", "0",
+                                     "--cls_labels", str(tmp_path / "labels.npy"), "--cam_weights_name",
+                                     str(tmp_path / "sess" / "cam.pth"), "--adv_iter", "1", "--cam_scales", "1.0",
+                                     "--cam_out_dir", str(tmp_path / "adv")])
+    assert stats["images"] == len(names)
+    for i, n in enumerate(names):
+        assert load_cam_npy(tmp_path / "adv" / f"{n}.npy")["keys"].tolist() == [[5, 9][i % 2]]

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from advcam.io import missing_files, save_cam_npy
 from advcam.nets.resnet50_cam import build_cam_net
 from advcam.utils import resolve_cam_weights
-from voc12.dataloader import VOC12ClassificationDatasetMSF, get_cls_labels, load_img_name_list
+from voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
 log = logging.getLogger("advcam.cam")
 
@@ -76,19 +76,17 @@ def _groups(loader, per_group: int, on_bad):
 
 
 def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], labels: np.ndarray, args,
-            fn: PerImage, desc: str, queue, group_fn: PerGroup | None = None) -> None:
+            group_fn: PerGroup, desc: str, queue) -> None:
     device = torch.device(devices[rank])
     if device.type == "cuda":
         torch.cuda.set_device(device)
     model = build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
     mine = names[rank::n_workers]
-    ds = VOC12ClassificationDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=mine)
-    ds.label_list = labels[rank::n_workers]
+    label_of = dict(zip(mine, labels[rank::n_workers], strict=True))  # the labels the pass read, not reloaded
+    ds = VOC12ImageDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=mine)
     loader = DataLoader(_Tolerant(ds, args.skip_bad_images), batch_size=1, shuffle=False, collate_fn=_first,
                         num_workers=min(args.num_workers // max(1, n_workers), 4), pin_memory=device.type == "cuda")
     per_group = max(1, getattr(args, "images_per_batch", 1))
-    if group_fn is None:
-        group_fn = per_image_group(fn)
     done = classes = bad = 0
     t0 = time.time()
     bar = tqdm(total=len(mine), desc=f"{desc} [{devices[rank]}]", position=rank, unit="img", dynamic_ncols=True)
@@ -100,7 +98,7 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
         bar.update(1)
 
     for group in _groups(loader, per_group, on_bad):
-        keys = [torch.nonzero(pack["label"])[:, 0] for pack in group]
+        keys = [torch.nonzero(torch.from_numpy(label_of[pack["name"]]))[:, 0] for pack in group]
         pairs = [[p.to(device, non_blocking=True) for p in _pairs(pack)] for pack in group]
         outs = group_fn(model, pairs, args.cam_scales, [k.tolist() for k in keys], [pack["size"] for pack in group],
                         device)
@@ -114,15 +112,15 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
     queue.put((done, classes, bad))
 
 
-def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str, group_fn: PerGroup | None = None) -> dict:
-    """Run ``fn`` over the images of ``args.train_list`` (or ``names``), writing ``<cam_out_dir>/<id>.npy``.
+def run_cam_pass(args, names: list[str] | None, group_fn: PerGroup, desc: str) -> dict:
+    """Run ``group_fn`` over the images of ``args.train_list`` (or ``names``), writing ``<cam_out_dir>/<id>.npy``.
 
     Finished images are skipped, so an interrupted run resumes. One worker process per visible CUDA
     device (the list split round-robin), or the CPU in this process when there is none.
 
-    With ``args.images_per_batch`` > 1 (absent: 1), up to that many consecutive images of equal original
-    size are handed together to ``group_fn`` (default: ``fn`` on each in turn); each image is still
-    written to its own file, atomically, as soon as its group is done.
+    Up to ``args.images_per_batch`` (absent: 1) consecutive images of equal original size are handed
+    together to ``group_fn`` (:func:`per_image_group` turns a per-image function into one); each image is
+    still written to its own file, atomically, as soon as its group is done.
     """
     t0 = time.time()
     if names is None:
@@ -144,14 +142,14 @@ def run_cam_pass(args, names: list[str] | None, fn: PerImage, desc: str, group_f
         if len(devices) == 1:
             import queue as _q
             q = _q.SimpleQueue()
-            _worker(0, 1, devices, todo, labels, args, fn, desc, q, group_fn)
+            _worker(0, 1, devices, todo, labels, args, group_fn, desc, q)
             results = [q.get()]
         else:
             ctx = torch.multiprocessing.get_context("spawn")
             q = ctx.SimpleQueue()
             torch.multiprocessing.start_processes(
                 _worker, nprocs=len(devices), start_method="spawn",
-                args=(len(devices), devices, todo, labels, args, fn, desc, q, group_fn))
+                args=(len(devices), devices, todo, labels, args, group_fn, desc, q))
             results = [q.get() for _ in devices]
         for done, classes, bad in results:
             stats["images"] += done

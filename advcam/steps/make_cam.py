@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from advcam.cam import plain_cam
-from advcam.steps.cam_inference import run_cam_pass
+from advcam.steps.cam_inference import per_image_group, run_cam_pass
 
 
 def _plain(model, pairs, scales, keys, size, device):
@@ -12,4 +12,4 @@ def _plain(model, pairs, scales, keys, size, device):
 
 
 def run(args) -> dict:
-    return run_cam_pass(args, None, _plain, "make_cam")
+    return run_cam_pass(args, None, per_image_group(_plain), "make_cam")
