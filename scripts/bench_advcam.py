@@ -42,6 +42,7 @@ from advcam.advcam import (  # noqa: E402
     iterations_for_scale,
 )
 from advcam.nets.resnet50_cam import CAM, build_cam_net  # noqa: E402
+from advcam.obtain_cam_masking import device_layout  # noqa: E402
 
 NUM_CLASSES = 20
 VOC_TRAIN_AUG_IMAGES = 10_582
@@ -179,16 +180,10 @@ def make_inputs(model: nn.Module, args: argparse.Namespace) -> list[tuple[list[t
 
 
 def prepare(model: nn.Module, inputs: list, device: torch.device) -> tuple[nn.Module, list]:
-    """Move the model and inputs to the device; channels_last on CUDA, as the pipeline runs."""
-    cl = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last) if cl else model.to(device)
-    moved = []
-    for pairs, keys in inputs:
-        pairs = [p.to(device) for p in pairs]
-        if cl:
-            pairs = [p.contiguous(memory_format=torch.channels_last) for p in pairs]
-        moved.append((pairs, keys))
-    return model, moved
+    """Move the model and inputs to the device, in the pipeline's memory format (channels_last on CUDA)."""
+    model, pairs_list = device_layout(model.to(device), [[p.to(device) for p in pairs] for pairs, _ in inputs],
+                                      channels_last=device.type == "cuda")
+    return model, [(pairs, keys) for pairs, (_, keys) in zip(pairs_list, inputs, strict=True)]
 
 
 def run_one(model: nn.Module, pairs: list[torch.Tensor], keys: list[int], args: argparse.Namespace, engine: str):
