@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--irn_num_epoches", default=3, type=int)
     p.add_argument("--irn_learning_rate", default=0.1, type=float)
     p.add_argument("--irn_weight_decay", default=1e-4, type=float)
+    p.add_argument("--irn_optimizer", default="sgd", choices=("sgd", "adam"),
+                   help="sgd: the reference poly-lr SGD; adam: AdamW with the same poly decay (a backbone trained "
+                        "from scratch; use --irn_learning_rate 0.001)")
     # Random Walk Params
     p.add_argument("--beta", default=10, type=float)
     p.add_argument("--exp_times", default=8, type=int, help="the transition matrix is squared this many times")

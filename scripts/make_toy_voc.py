@@ -1,6 +1,7 @@
 """Write a small synthetic PASCAL VOC 2012-layout data set that poses, in miniature, the problem AdvCAM solves.
 
-``python scripts/make_toy_voc.py --out DIR [--num_train N] [--num_val M] [--size S] [--seed K] [--preview PNG]``
+``python scripts/make_toy_voc.py --out DIR [--num_train N] [--num_val M] [--size S] [--seed K] [--preview PNG]
+[--body {hue,head_colours}]``
 
 Design. Each object is a large, smooth BODY with a small, distinctive HEAD attached on its boundary, on a
 cluttered background, 1-3 objects of 1-2 classes per image (5 VOC classes: aeroplane, bird, cat, dog, person):
@@ -22,13 +23,18 @@ cluttered background, 1-3 objects of 1-2 classes per image (5 VOC classes: aerop
 * Ground truth follows the visible pixels (later objects are drawn on top; placement keeps overlaps small and
   never hides an earlier head). VOC's ignore band (255) runs ~2 px wide along every object outline, in both
   ``SegmentationClass`` and ``SegmentationObject``.
+* ``--body head_colours`` (an alternative): the body is a near-grey base under a faint checker (blend strength
+  5-30 %) of the class's own two head colours, so the body holds a weak version of the head's evidence, as a cat's
+  fur is seen both on its face and on its body, instead of a separate, weakly class-tied hue.
 
 So a classifier trained on image-level labels should learn to look at the head, and plain CAM should cover the
 head and little of the body: the under-coverage that AdvCAM's anti-adversarial climbing is meant to fix.
 Measured (README, "Results"): a ResNet-50 trained from scratch on the default set for a few CPU minutes does
 lean on heads, but its maps also spill onto the background, and climbing spreads them further onto it: AdvCAM
 does not beat CAM there (24.91 vs 31.60 mIoU in the recorded demo run; also at 192 px, where plain CAM does sit
-on the heads), unlike the paper; on real ImageNet features the effect shows.
+on the heads), unlike the paper; with ``--body head_colours`` at 192 px climbing grows the bodies more than the
+background, yet the seeds tie (35.65 vs 35.02) or lose (30.28 vs 35.06); on real ImageNet features the effect
+shows.
 
 Output (all written atomically; the same seed gives the same bytes): ``JPEGImages/<id>.jpg``,
 ``SegmentationClass/<id>.png``, ``SegmentationObject/<id>.png``, ``Annotations/<id>.xml``,
@@ -100,6 +106,16 @@ BODY_BLOTCH_AMP = (0.03, 0.10)  # relative brightness modulation of smooth blotc
 BODY_BLOTCH_CELLS = 3  # blotch noise grid cells across the image's long side
 BODY_SHADING = 0.12  # brightness ramp across the body (a hint of 3-D)
 
+# ---- body, --body head_colours (an alternative design) ----------------------------------------------------
+# The body is a near-grey base overlaid with a checker of the class's own two head colours at a low blend strength:
+# the head's colour features, faint, over the whole body (as fur is seen on a cat's face and on its body), instead
+# of a separate, weakly class-tied hue.
+BODY_STYLES = ("hue", "head_colours")
+SHARED_BLEND = (0.05, 0.30)  # blend strength of the head colours on the body
+SHARED_BASE_VAL = (0.35, 0.75)
+SHARED_BASE_SAT_MAX = 0.12
+SHARED_CHECK_PERIOD = (0.05, 0.09)  # checker period
+
 # ---- head -----------------------------------------------------------------------------------------------
 HEAD_DIAM_FRAC = (0.12, 0.16)
 HEAD_OUTSET = 0.35  # head centre lies this many head radii outside the body outline (the rest overlaps)
@@ -163,6 +179,7 @@ class ToyObject:
     stripe_amp: float = 0.1
     blotch_amp: float = 0.05
     head_colours: list[np.ndarray] = field(default_factory=list)
+    body_style: str = "hue"  # "head_colours": stripe_amp is the blend strength, stripe_period the checker period
 
     def body_mask(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         c, s = math.cos(self.theta), math.sin(self.theta)
@@ -271,10 +288,12 @@ def choose_classes(rng: np.random.Generator) -> list[str]:
     return [names[i] for i in rng.permutation(n)]
 
 
-def sample_object(rng: np.random.Generator, name: str, h: int, w: int, shrink: float = 0.0) -> ToyObject:
+def sample_object(rng: np.random.Generator, name: str, h: int, w: int, shrink: float = 0.0,
+                  body: str = "hue") -> ToyObject:
     """A random object of class ``name`` somewhere in an h x w image (not yet checked for fit).
 
     ``shrink`` in [0, 1] narrows the body-length range towards its lower end (used after failed placements).
+    ``body``: one of BODY_STYLES (the head_colours style draws its own values after the common ones).
     """
     L = max(h, w)
     lo, hi = BODY_LONG_FRAC
@@ -296,13 +315,23 @@ def sample_object(rng: np.random.Generator, name: str, h: int, w: int, shrink: f
     hue = BODY_CLASS_HUE_DEG[name] + rng.normal(0, BODY_HUE_SD_DEG)
     period = float(np.clip(rng.normal(BODY_STRIPE_PERIOD_MEAN[name], BODY_STRIPE_PERIOD_SD), *BODY_STRIPE_PERIOD_RANGE))
     colours = [np.clip((np.array(c) + rng.normal(0, HEAD_COLOUR_JITTER, 3)) / 255.0, 0, 1) for c in HEAD_COLOURS[name]]
-    return ToyObject(
+    obj = ToyObject(
         name=name, cy=cy, cx=cx, a=a, b=b, theta=theta, p=p, hy=hy, hx=hx, hr=hr,
         hrot=math.radians(rng.normal(0, HEAD_ROT_JITTER_DEG / 2)),
         body_rgb=tuple(_hsv(hue, rng.uniform(*BODY_SAT), rng.uniform(*BODY_VAL))), hue_deg=hue % 360.0,
         stripe_period=period * L, stripe_angle=rng.uniform(0, math.pi), stripe_phase=rng.uniform(0, 2 * math.pi),
         stripe_amp=rng.uniform(*BODY_STRIPE_AMP), blotch_amp=rng.uniform(*BODY_BLOTCH_AMP), head_colours=colours,
     )
+    if body == "head_colours":
+        obj.body_style = body
+        obj.stripe_amp = rng.uniform(*SHARED_BLEND)
+        val = rng.uniform(*SHARED_BASE_VAL)
+        obj.body_rgb = tuple(_hsv(rng.uniform(0, 360), rng.uniform(0, SHARED_BASE_SAT_MAX), val))
+        obj.hue_deg = 0.0
+        obj.stripe_period = rng.uniform(*SHARED_CHECK_PERIOD) * L
+    elif body != "hue":
+        raise ValueError(f"--body must be one of {BODY_STYLES} (got {body!r})")
+    return obj
 
 
 def _window(bounds: tuple[float, float, float, float], h: int, w: int, ss: int) -> tuple[slice, slice]:
@@ -325,7 +354,8 @@ def object_masks(obj: ToyObject, h: int, w: int) -> tuple[np.ndarray, np.ndarray
     return out[0], out[1]
 
 
-def _place_scene(rng: np.random.Generator, names: Sequence[str], h: int, w: int) -> list[ToyObject]:
+def _place_scene(rng: np.random.Generator, names: Sequence[str], h: int, w: int,
+                 body_style: str) -> list[ToyObject]:
     """One attempt at placing ``names`` in order; objects with no valid spot are left out."""
     m = BORDER_MARGIN_PX
     inner = np.zeros((h, w), bool)
@@ -335,7 +365,7 @@ def _place_scene(rng: np.random.Generator, names: Sequence[str], h: int, w: int)
     head_zones: list[np.ndarray] = []
     for name in names:
         for t in range(PLACEMENT_TRIES):
-            obj = sample_object(rng, name, h, w, shrink=t / PLACEMENT_TRIES)
+            obj = sample_object(rng, name, h, w, shrink=t / PLACEMENT_TRIES, body=body_style)
             y0, y1, x0, x1 = obj.head_bounds()
             if not (m <= x0 and x1 <= w - m and m <= y0 and y1 <= h - m):
                 continue
@@ -353,7 +383,8 @@ def _place_scene(rng: np.random.Generator, names: Sequence[str], h: int, w: int)
     return placed
 
 
-def place_objects(rng: np.random.Generator, names: Sequence[str], h: int, w: int) -> list[ToyObject]:
+def place_objects(rng: np.random.Generator, names: Sequence[str], h: int, w: int,
+                  body_style: str = "hue") -> list[ToyObject]:
     """Place objects inside the image with small overlaps, never covering an earlier head.
 
     Each object gets PLACEMENT_TRIES random placements (bodies shrinking towards the short end of
@@ -362,7 +393,7 @@ def place_objects(rng: np.random.Generator, names: Sequence[str], h: int, w: int
     """
     best: list[ToyObject] = []
     for _ in range(SCENE_TRIES):
-        placed = _place_scene(rng, names, h, w)
+        placed = _place_scene(rng, names, h, w, body_style)
         if len(placed) == len(names):
             return placed
         if len(placed) > len(best):
@@ -417,6 +448,19 @@ def _blend(img: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
     np.copyto(img, colour, where=mask[..., None])
 
 
+def _shared_body(rng: np.random.Generator, obj: ToyObject, wy: np.ndarray, wx: np.ndarray, H: int,
+                 W: int) -> np.ndarray:
+    """RGB of a head_colours body on its window: (1 - s) * blotched near-grey base + s * head-colour checker."""
+    c, s = math.cos(obj.stripe_angle), math.sin(obj.stripe_angle)
+    u, v = wx * c + wy * s, -wx * s + wy * c
+    odd = (np.floor(u / obj.stripe_period) + np.floor(v / obj.stripe_period)).astype(np.int64) % 2 == 1
+    checker = np.where(odd[..., None], obj.head_colours[1], obj.head_colours[0])
+    hh, ww = odd.shape
+    blotch = smooth_noise(rng, hh, ww, BODY_BLOTCH_CELLS * 2 * max(hh, ww) / max(H, W))
+    base = np.asarray(obj.body_rgb) * (1 + obj.blotch_amp * blotch)[..., None]
+    return (1 - obj.stripe_amp) * base + obj.stripe_amp * checker
+
+
 def render(rng: np.random.Generator, h: int, w: int, objects: Sequence[ToyObject]) -> tuple[np.ndarray, int]:
     """Draw background, clutter and objects; return (RGB uint8 [h, w, 3], number of clutter shapes)."""
     ss = SUPERSAMPLE
@@ -445,6 +489,12 @@ def render(rng: np.random.Generator, h: int, w: int, objects: Sequence[ToyObject
     for obj in objects:
         ys, xs = _window(obj.body_bounds(), h, w, ss)
         wy, wx = y[ys], x[:, xs]
+        if obj.body_style == "head_colours":
+            _blend(img[ys, xs], obj.body_mask(wy, wx), _shared_body(rng, obj, wy, wx, H, W))
+            ys, xs = _window(obj.head_bounds(), h, w, ss)
+            wy, wx = y[ys], x[:, xs]
+            _blend(img[ys, xs], obj.head_mask(wy, wx), obj.head_pattern(wy, wx))
+            continue
         proj = wx * math.cos(obj.stripe_angle) + wy * math.sin(obj.stripe_angle)
         stripes = np.sin(2 * math.pi * proj / obj.stripe_period + obj.stripe_phase)
         hh, ww = ys.stop - ys.start, xs.stop - xs.start
@@ -519,11 +569,11 @@ def annotation_xml(name: str, h: int, w: int, objects: Sequence[ToyObject],
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def make_image(seed: int, split: int, index: int, size: int) -> dict:
-    """Everything about one image: arrays and metadata (deterministic in seed, split and index)."""
+def make_image(seed: int, split: int, index: int, size: int, body: str = "hue") -> dict:
+    """Everything about one image: arrays and metadata (deterministic in seed, split, index and body style)."""
     rng = np.random.default_rng([seed, split, index])
     h, w = image_size(rng, size)
-    objects = place_objects(rng, choose_classes(rng), h, w)
+    objects = place_objects(rng, choose_classes(rng), h, w, body)
     img, n_clutter = render(rng, h, w, objects)
     return {"h": h, "w": w, "objects": objects, "img": img, "n_clutter": n_clutter, **ground_truth(objects, h, w)}
 
@@ -565,10 +615,12 @@ def write_preview(path: str, items: Sequence[dict], size: int) -> None:
 
 
 def make_toy_voc(out: str, num_train: int = 160, num_val: int = 40, size: int = 128, seed: int = 0,
-                 preview: str | None = None) -> dict:
+                 preview: str | None = None, body: str = "hue") -> dict:
     """Write the toy VOC folder at ``out``; return {"train_aug", "train", "val": ids, "meta": {id: ...}}."""
     if size < 32:
         raise ValueError(f"--size must be at least 32 (got {size})")
+    if body not in BODY_STYLES:
+        raise ValueError(f"--body must be one of {BODY_STYLES} (got {body!r})")
     if num_train < 1 or num_val < 0:
         raise ValueError(f"need num_train >= 1 and num_val >= 0 (got {num_train}, {num_val})")
     for d in ("JPEGImages", "SegmentationClass", "SegmentationObject", "SegmentationPart", "Annotations",
@@ -580,7 +632,7 @@ def make_toy_voc(out: str, num_train: int = 160, num_val: int = 40, size: int = 
     shown: list[dict] = []
     for split_code, split in enumerate(("train_aug", "val")):
         for index, name in enumerate(splits[split], start=1):
-            it = make_image(seed, split_code, index, size)
+            it = make_image(seed, split_code, index, size, body)
             with atomic_path(os.path.join(out, "JPEGImages", name + ".jpg")) as tmp:
                 Image.fromarray(it["img"]).save(tmp, format="JPEG", quality=JPEG_QUALITY)
             save_png(os.path.join(out, "SegmentationClass", name + ".png"), it["cls"], VOC_PALETTE)
@@ -598,7 +650,7 @@ def make_toy_voc(out: str, num_train: int = 160, num_val: int = 40, size: int = 
         _write_text(os.path.join(out, "ImageSets", "Segmentation", split + ".txt"),
                     "".join(n + "\n" for n in splits[split]))
     _write_text(os.path.join(out, "toy_meta.json"), json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    _write_text(os.path.join(out, "README.txt"), _readme(num_train, num_val, size, seed, meta))
+    _write_text(os.path.join(out, "README.txt"), _readme(num_train, num_val, size, seed, meta, body))
     stale = os.path.join(out, "cls_labels.npy")  # labels cached from an earlier set in this folder
     if os.path.exists(stale):
         os.remove(stale)
@@ -607,13 +659,13 @@ def make_toy_voc(out: str, num_train: int = 160, num_val: int = 40, size: int = 
     return {**splits, "meta": meta}
 
 
-def _readme(num_train: int, num_val: int, size: int, seed: int, meta: dict) -> str:
+def _readme(num_train: int, num_val: int, size: int, seed: int, meta: dict, body: str = "hue") -> str:
     n_obj = [len(m["objects"]) for m in meta.values()]
     counts = {c: sum(o["name"] == c for m in meta.values() for o in m["objects"]) for c in CLASSES}
     return (
         "Synthetic toy data set in the PASCAL VOC 2012 layout -- NOT real VOC images.\n"
         f"Made by: python scripts/make_toy_voc.py --num_train {num_train} --num_val {num_val} "
-        f"--size {size} --seed {seed} (advcam repository).\n\n"
+        f"--size {size} --seed {seed} --body {body} (advcam repository).\n\n"
         "Each object is a large, weakly class-specific textured body with a small, class-unique head;\n"
         "backgrounds carry grey clutter. Classes: " + ", ".join(CLASSES) + ".\n"
         "Ids: 2100_* = train_aug (train.txt = its first half), 2101_* = val.\n"
@@ -633,9 +685,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--size", default=128, type=int, help="long side of every image (px)")
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--preview", default=None, type=str, help="write a PNG grid of the first images and GT")
+    p.add_argument("--body", default="hue", choices=BODY_STYLES,
+                   help="hue: bodies of a weakly class-tied hue (default); head_colours: near-grey bodies with a faint "
+                        "checker of the class's own head colours")
     args = p.parse_args(argv)
     t0 = time.time()
-    res = make_toy_voc(args.out, args.num_train, args.num_val, args.size, args.seed, args.preview)
+    res = make_toy_voc(args.out, args.num_train, args.num_val, args.size, args.seed, args.preview, args.body)
     n_obj = sum(len(m["objects"]) for m in res["meta"].values())
     print(f"wrote {len(res['meta'])} images ({n_obj} objects) to {args.out} in {time.time() - t0:.1f}s"
           + (f"; preview {args.preview}" if args.preview else ""))

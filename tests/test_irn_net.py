@@ -205,3 +205,37 @@ def test_edge_displacement_pads_and_crops(infer_net):
     assert edge.shape == (1, 1, 13, 10) and dp.shape == (1, 2, 13, 10)
     assert torch.allclose(dp, d_ref[0:1, :, :13, :10])
     assert torch.allclose(edge, torch.sigmoid(e_ref[0:1, :, :13, :10] / 2 + e_ref[1:2, :, :13, :10].flip(-1) / 2))
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_irn_optimizer_groups_and_adam_steps_lower_the_loss(path_index, kind):
+    from argparse import Namespace
+
+    from advcam.steps.train_irn import build_optimizer
+    from advcam.utils import PolyAdamW, PolyOptimizer
+
+    torch.manual_seed(0)
+    net = AffinityDisplacementLoss(path_index)
+    net.train()
+    lr = 0.001 if kind == "adam" else 0.1
+    opt = build_optimizer(net, Namespace(irn_learning_rate=lr, irn_weight_decay=1e-4, irn_optimizer=kind), 20)
+    assert isinstance(opt, PolyAdamW if kind == "adam" else PolyOptimizer)
+    edge_params, dp_params = net.trainable_parameters()
+    assert [g["lr"] for g in opt.param_groups] == [lr, 10 * lr]
+    assert [len(g["params"]) for g in opt.param_groups] == [len(edge_params), len(dp_params)]
+    if kind == "sgd":
+        return
+    backbone = {k: v.clone() for k, v in net.backbone.state_dict().items()}
+    x = torch.randn(2, 3, 64, 64)
+    label = torch.zeros(16, 16, dtype=torch.long)
+    label[4:12, 4:12] = 7
+    bg, fg, ng = (t.unsqueeze(0).expand(2, -1, -1) for t in relation_labels(label, path_index))
+    losses = []
+    for _ in range(8):
+        total, _ = compute_irn_loss(*net(x, True), bg, fg, ng)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(float(total))
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(v, net.backbone.state_dict()[k]) for k, v in backbone.items())

@@ -176,3 +176,31 @@ def test_main_cli_and_preview(tmp_path):
     assert Image.open(preview).size[0] > 4 * 48
     assert "--seed 3" in (out / "README.txt").read_text()
     assert os.path.getsize(out / "JPEGImages" / "2101_000001.jpg") > 0
+
+
+def test_head_colours_body_is_the_blend_of_base_and_head_checker(tmp_path):
+    """--body head_colours: a body pixel is (1 - s) * base + s * one of its class's two head colours, the two
+    alternating on a checker of the drawn period; the whole set is made in that style and named in README.txt."""
+    rng = np.random.default_rng(0)
+    obj = toy.sample_object(rng, "cat", 96, 128, body="head_colours")
+    lo, hi = toy.SHARED_BLEND
+    assert obj.body_style == "head_colours" and lo <= obj.stripe_amp <= hi
+    assert max(colorsys.rgb_to_hsv(*obj.body_rgb)[1], 0) <= toy.SHARED_BASE_SAT_MAX + 1e-9
+    obj.blotch_amp, obj.stripe_angle, obj.stripe_period, obj.stripe_amp = 0.0, 0.0, 4.0, 0.25
+    y, x = toy._grid(8, 8, 1)  # pixel centres 0.5 .. 7.5: checker cells of 4 px
+    rgb = toy._shared_body(rng, obj, y, x, 8, 8)
+    c0, c1 = obj.head_colours
+    base = np.asarray(obj.body_rgb)
+    np.testing.assert_allclose(rgb[0, 0], 0.75 * base + 0.25 * c0)
+    np.testing.assert_allclose(rgb[0, 5], 0.75 * base + 0.25 * c1)
+    np.testing.assert_allclose(rgb[5, 0], 0.75 * base + 0.25 * c1)
+    np.testing.assert_allclose(rgb[6, 7], 0.75 * base + 0.25 * c0)
+    with pytest.raises(ValueError, match="--body"):
+        toy.sample_object(rng, "cat", 96, 128, body="stripes")
+
+    out = tmp_path / "shared"
+    res = toy.make_toy_voc(str(out), num_train=3, num_val=0, size=64, seed=0, body="head_colours")
+    assert "--body head_colours" in (out / "README.txt").read_text()
+    assert all(o["body"]["hue_deg"] == 0.0 for m in res["meta"].values() for o in m["objects"])
+    with pytest.raises(ValueError, match="--body"):
+        toy.make_toy_voc(str(tmp_path / "bad"), num_train=1, num_val=0, size=64, body="stripes")

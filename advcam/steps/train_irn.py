@@ -28,7 +28,7 @@ from advcam.nets.resnet50_cam import Net as CamNet
 from advcam.nets.resnet50_cam import load_cam_weights
 from advcam.nets.resnet50_irn import AffinityDisplacementLoss, compute_irn_loss, relation_labels
 from advcam.steps.train_cam import pretrained_source
-from advcam.utils import PolyOptimizer, pick_device, resolve_cam_weights
+from advcam.utils import PolyAdamW, PolyOptimizer, pick_device, resolve_cam_weights
 from voc12.dataloader import VOC12ImageDataset, load_image, load_img_name_list
 
 log = logging.getLogger("advcam.train_irn")
@@ -118,6 +118,21 @@ def build_model(args, path_index: PathIndex) -> tuple[AffinityDisplacementLoss, 
     return model, f"the CAM classifier's backbone ({cam_path}, --no_pretrained True)"
 
 
+def build_optimizer(model: AffinityDisplacementLoss, args, max_step: int) -> torch.optim.Optimizer:
+    """Poly-decay optimiser of the two branches: edge at --irn_learning_rate, displacement at 10x.
+
+    ``--irn_optimizer sgd`` is the reference's SGD (see PolyOptimizer for its momentum quirk); ``adam`` is
+    AdamW, for a backbone trained from scratch, whose features the reference's SGD schedule hardly moves.
+    """
+    edge_params, dp_params = model.trainable_parameters()
+    lr, wd = args.irn_learning_rate, args.irn_weight_decay
+    groups = [{"params": list(edge_params), "lr": lr, "weight_decay": wd},
+              {"params": list(dp_params), "lr": 10 * lr, "weight_decay": wd}]
+    if getattr(args, "irn_optimizer", "sgd") == "adam":
+        return PolyAdamW(groups, max_step=max_step)
+    return PolyOptimizer(groups, lr=lr, weight_decay=wd, max_step=max_step)
+
+
 @torch.no_grad()
 def estimate_mean_displacement(model: AffinityDisplacementLoss, args, device: torch.device) -> torch.Tensor:
     """Mean displacement per channel over top-left crops of the ``--infer_list`` images, in eval mode."""
@@ -169,13 +184,10 @@ def run(args) -> dict:
 
     model, init = build_model(args, path_index)
     model = model.to(device)
-    edge_params, dp_params = model.trainable_parameters()
-    lr, wd = args.irn_learning_rate, args.irn_weight_decay
-    optimizer = PolyOptimizer([{"params": list(edge_params), "lr": lr, "weight_decay": wd},
-                               {"params": list(dp_params), "lr": 10 * lr, "weight_decay": wd}],
-                              lr=lr, weight_decay=wd, max_step=max_step)
-    log.info("read %d images and IR labels (%s, %s); backbone from %s; %d steps of batch %d, crop %d, on %s",
-             len(ds), args.train_list, args.ir_label_out_dir, init, max_step, bs, crop, device)
+    optimizer = build_optimizer(model, args, max_step)
+    log.info("read %d images and IR labels (%s, %s); backbone from %s; %d steps of batch %d, crop %d, %s, on %s",
+             len(ds), args.train_list, args.ir_label_out_dir, init, max_step, bs, crop,
+             type(optimizer).__name__, device)
 
     model.train()
     t0 = time.time()
