@@ -448,6 +448,24 @@ def _blend(img: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
     np.copyto(img, colour, where=mask[..., None])
 
 
+def _blotch(rng: np.random.Generator, wy: np.ndarray, wx: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Smooth body blotch noise on a window of the H x W sample grid (BODY_BLOTCH_CELLS across the long side)."""
+    hh, ww = wy.shape[0], wx.shape[1]
+    return smooth_noise(rng, hh, ww, BODY_BLOTCH_CELLS * 2 * max(hh, ww) / max(H, W))
+
+
+def _hue_body(rng: np.random.Generator, obj: ToyObject, wy: np.ndarray, wx: np.ndarray, H: int,
+              W: int) -> np.ndarray:
+    """RGB of a hue body on its window: the body colour times stripes, blotches and a shading ramp."""
+    proj = wx * math.cos(obj.stripe_angle) + wy * math.sin(obj.stripe_angle)
+    stripes = np.sin(2 * math.pi * proj / obj.stripe_period + obj.stripe_phase)
+    blotch = _blotch(rng, wy, wx, H, W)
+    shade_ang = rng.uniform(0, 2 * math.pi)
+    shade = ((wx - obj.cx) * math.cos(shade_ang) + (wy - obj.cy) * math.sin(shade_ang)) / obj.a
+    gain = 1 + obj.stripe_amp * stripes + obj.blotch_amp * blotch + BODY_SHADING / 2 * shade
+    return np.asarray(obj.body_rgb) * gain[..., None]
+
+
 def _shared_body(rng: np.random.Generator, obj: ToyObject, wy: np.ndarray, wx: np.ndarray, H: int,
                  W: int) -> np.ndarray:
     """RGB of a head_colours body on its window: (1 - s) * blotched near-grey base + s * head-colour checker."""
@@ -455,9 +473,7 @@ def _shared_body(rng: np.random.Generator, obj: ToyObject, wy: np.ndarray, wx: n
     u, v = wx * c + wy * s, -wx * s + wy * c
     odd = (np.floor(u / obj.stripe_period) + np.floor(v / obj.stripe_period)).astype(np.int64) % 2 == 1
     checker = np.where(odd[..., None], obj.head_colours[1], obj.head_colours[0])
-    hh, ww = odd.shape
-    blotch = smooth_noise(rng, hh, ww, BODY_BLOTCH_CELLS * 2 * max(hh, ww) / max(H, W))
-    base = np.asarray(obj.body_rgb) * (1 + obj.blotch_amp * blotch)[..., None]
+    base = np.asarray(obj.body_rgb) * (1 + obj.blotch_amp * _blotch(rng, wy, wx, H, W))[..., None]
     return (1 - obj.stripe_amp) * base + obj.stripe_amp * checker
 
 
@@ -489,20 +505,8 @@ def render(rng: np.random.Generator, h: int, w: int, objects: Sequence[ToyObject
     for obj in objects:
         ys, xs = _window(obj.body_bounds(), h, w, ss)
         wy, wx = y[ys], x[:, xs]
-        if obj.body_style == "head_colours":
-            _blend(img[ys, xs], obj.body_mask(wy, wx), _shared_body(rng, obj, wy, wx, H, W))
-            ys, xs = _window(obj.head_bounds(), h, w, ss)
-            wy, wx = y[ys], x[:, xs]
-            _blend(img[ys, xs], obj.head_mask(wy, wx), obj.head_pattern(wy, wx))
-            continue
-        proj = wx * math.cos(obj.stripe_angle) + wy * math.sin(obj.stripe_angle)
-        stripes = np.sin(2 * math.pi * proj / obj.stripe_period + obj.stripe_phase)
-        hh, ww = ys.stop - ys.start, xs.stop - xs.start
-        blotch = smooth_noise(rng, hh, ww, BODY_BLOTCH_CELLS * 2 * max(hh, ww) / max(H, W))
-        shade_ang = rng.uniform(0, 2 * math.pi)
-        shade = ((wx - obj.cx) * math.cos(shade_ang) + (wy - obj.cy) * math.sin(shade_ang)) / obj.a
-        gain = 1 + obj.stripe_amp * stripes + obj.blotch_amp * blotch + BODY_SHADING / 2 * shade
-        _blend(img[ys, xs], obj.body_mask(wy, wx), np.asarray(obj.body_rgb) * gain[..., None])
+        body_fn = _shared_body if obj.body_style == "head_colours" else _hue_body
+        _blend(img[ys, xs], obj.body_mask(wy, wx), body_fn(rng, obj, wy, wx, H, W))
         ys, xs = _window(obj.head_bounds(), h, w, ss)
         wy, wx = y[ys], x[:, xs]
         _blend(img[ys, xs], obj.head_mask(wy, wx), obj.head_pattern(wy, wx))
