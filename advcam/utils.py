@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import random
@@ -55,16 +56,50 @@ def flat_scales(value) -> tuple[float, ...]:
     return tuple(float(s) for s in value)
 
 
-NETWORKS = {"cam_network": "resnet50_cam", "irn_network": "resnet50_irn"}
+NETWORK_DEFAULTS = {"cam_network": "resnet50_cam", "irn_network": "resnet50_irn"}
+
+
+def network_module(flag: str, value: str):
+    """The module that ``--cam_network``/``--irn_network`` names, as the reference's ``importlib`` does:
+    ``net.X``, ``advcam.nets.X`` and ``X`` all import ``advcam.nets.X``."""
+    name = value.split(".")[-1]
+    kind = flag.split("_")[0]  # "cam" or "irn"
+    if not name.endswith("_" + kind):
+        raise ValueError(f"--{flag} {value!r}: not {kind.upper()} network; the {kind.upper()} networks are "
+                         f"{', '.join(network_names(kind))}")
+    try:
+        return importlib.import_module(f"advcam.nets.{name}")
+    except ModuleNotFoundError:
+        raise ValueError(f"--{flag} {value!r}: no module advcam.nets.{name}; the {kind.upper()} networks are "
+                         f"{', '.join(network_names(kind))}") from None
+
+
+def network_names(kind: str) -> list[str]:
+    """The modules of ``advcam.nets`` named ``*_<kind>`` (kind "cam" or "irn")."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nets")
+    return sorted(f"advcam.nets.{f[:-3]}" for f in os.listdir(folder) if f.endswith(f"_{kind}.py"))
+
+
+def irn_network(args):
+    """The IRN network module that ``args.irn_network`` names (default: ResNet-50)."""
+    return network_module("irn_network", getattr(args, "irn_network", None) or NETWORK_DEFAULTS["irn_network"])
 
 
 def check_network_flags(args, parser: argparse.ArgumentParser) -> None:
-    """``--cam_network``/``--irn_network`` name the network module, as in the reference; the ResNet-50 ones
-    ship (``net.resnet50_cam`` or ``advcam.nets.resnet50_cam``, ...). Anything else is refused, not ignored."""
-    for flag, module in NETWORKS.items():
+    """``--cam_network``/``--irn_network`` name network modules of ``advcam.nets``, as in the reference.
+
+    The CAM network is ResNet-50 only (the AdvCAM engines and checkpoints assume it); the IRN network is
+    ResNet-50 or EfficientNet-Lite0. Anything else is refused, not ignored."""
+    for flag, default in NETWORK_DEFAULTS.items():
         value = getattr(args, flag, None)
-        if value is not None and value not in (f"net.{module}", f"advcam.nets.{module}", module):
-            parser.error(f"--{flag} {value!r}: only net.{module} (advcam.nets.{module}) is implemented")
+        if value is None:
+            continue
+        if flag == "cam_network" and value.split(".")[-1] != default:
+            parser.error(f"--cam_network {value!r}: only net.{default} (advcam.nets.{default}) is implemented")
+        try:
+            network_module(flag, value)
+        except ValueError as e:
+            parser.error(str(e))
 
 
 def default_voc12_root() -> str:

