@@ -65,7 +65,7 @@ def network_module(flag: str, value: str):
     name = value.split(".")[-1]
     kind = flag.split("_")[0]  # "cam" or "irn"
     if not name.endswith("_" + kind):
-        raise ValueError(f"--{flag} {value!r}: not {kind.upper()} network; the {kind.upper()} networks are "
+        raise ValueError(f"--{flag} {value!r}: not an {kind.upper()} network; the {kind.upper()} networks are "
                          f"{', '.join(network_names(kind))}")
     try:
         return importlib.import_module(f"advcam.nets.{name}")

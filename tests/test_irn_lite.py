@@ -102,7 +102,7 @@ def test_network_flags():
     assert irn_network(object()).__name__ == "advcam.nets.resnet50_irn"
     with pytest.raises(ValueError, match="--irn_network 'net.nope_irn'.*efficientnet_lite0_irn"):
         network_module("irn_network", "net.nope_irn")
-    with pytest.raises(ValueError, match="not IRN network"):
+    with pytest.raises(ValueError, match="not an IRN network"):
         network_module("irn_network", "net.resnet50_cam")
     for bad in (["--irn_network", "net.resnet50_cam"], ["--cam_network", "net.efficientnet_lite0_irn"]):
         with pytest.raises(SystemExit):
