@@ -30,13 +30,13 @@ from advcam.steps.make_sem_seg_labels import edge_and_displacement  # noqa: E402
 from voc12.dataloader import VOC12ImageDatasetMSF, load_img_name_list, load_seg_label  # noqa: E402
 
 
-def load_edge_net(path: str) -> torch.nn.Module:
+def load_edge_net(path: str, crop_size: int) -> torch.nn.Module:
     """The inference IRN of a checkpoint, of the network its keys belong to, in eval mode."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"IRN checkpoint {path} not found (a --irn_weights_name written by train_irn)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     module = efficientnet_lite0_irn if any(k.startswith("lite.") for k in state) else resnet50_irn
-    model = module.EdgeDisplacement()
+    model = module.EdgeDisplacement(crop_size=crop_size)
     load_irn_weights(model, state)
     return model.eval()
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     names = load_img_name_list(os.path.join(args.voc12_root, "ImageSets", "Segmentation", args.list + ".txt"))
     names = names[: args.count]
-    nets = [load_edge_net(w) for w in args.weights]
+    nets = [load_edge_net(w, args.irn_crop_size) for w in args.weights]
     ds = VOC12ImageDatasetMSF(None, args.voc12_root, scales=(1.0,), names=names)
     cell = max(max(Image.open(os.path.join(args.voc12_root, "JPEGImages", n + ".jpg")).size) for n in names)
     rows, on, off = [], [[] for _ in nets], [[] for _ in nets]
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cells = [img, np.repeat(((gt > 0) & (gt < 255))[..., None] * 255, 3, 2).astype(np.uint8)]
         ring = outline(gt)
         for k, net in enumerate(nets):
-            edge, _ = edge_and_displacement(net, pair, args.irn_crop_size)
+            edge, _ = edge_and_displacement(net, pair)
             up = np.kron(edge.numpy(), np.ones((4, 4), np.float32))[:h, :w]
             on[k].append(up[ring].mean())
             off[k].append(up[~ring].mean())

@@ -254,10 +254,10 @@ def test_make_sem_seg_edge_lines_up_the_mirror_copy(monkeypatch):
     monkeypatch.setattr(Net, "forward", pooled)
     net = EdgeDisplacement.__new__(EdgeDisplacement)
     torch.nn.Module.__init__(net)
-    net.crop_size, net.stride = None, 4
+    net.crop_size, net.stride = 128, 4
     img = torch.randn(3, 40, 72, generator=torch.Generator().manual_seed(0))
     pair = torch.stack([img, img.flip(-1)])
-    edge, dp = edge_and_displacement(net, pair, crop_size=128)  # padded to 128 x 128 inside the network
+    edge, dp = edge_and_displacement(net, pair)  # padded to 128 x 128 inside the network
     expected = torch.nn.functional.avg_pool2d(img[None, :1], 4)[0, 0]
     assert edge.shape == dp.shape[1:] == (10, 18)
     assert torch.allclose(edge, torch.sigmoid(expected), atol=1e-6)

@@ -168,7 +168,7 @@ def test_oracle_boundaries_recover_the_ground_truth(tmp_path, tiny_voc, monkeypa
         current["name"] = name
         return real_load_cams(args, name, size, device)
 
-    def oracle(model, pair, crop_size):
+    def oracle(model, pair):
         seg = _gt(tiny_voc, current["name"])[2::4, 2::4]  # stride-4 cell centres
         edge = ndimage.binary_dilation(seg > 0) & (seg == 0)  # one-cell boundary just outside the objects
         dp = np.zeros((2, *seg.shape), np.float32)

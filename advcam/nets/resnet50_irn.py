@@ -230,18 +230,17 @@ class EdgeDisplacement(Net):
         self.crop_size = crop_size
         self.stride = stride
 
-    def forward(self, x: torch.Tensor, crop_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x = [orig, mirror] [2,3,H,W] -> (edge [1,1,h,w], dp [1,2,h,w]), h = ceil(H/4), w = ceil(W/4).
 
-        The pair is zero-padded right/bottom to at least ``crop_size`` (argument, else the attribute; the
-        reference uses 512) and to a multiple of 16; both outputs are cropped back to the image's own
+        The pair is zero-padded right/bottom to at least ``crop_size`` (the reference uses 512; GroupNorm
+        statistics then match training) and to a multiple of 16; both outputs are cropped back to the image's own
         stride-4 size BEFORE the mirror copy is flipped, so that it lines up with the original:
         edge = sigmoid(logit_0 / 2 + mirror(logit_1) / 2).
         """
         height, width = x.shape[-2:]
         h, w = (height - 1) // self.stride + 1, (width - 1) // self.stride + 1
-        crop = (self.crop_size if crop_size is None else crop_size) or 0
-        ph, pw = (-(-max(crop, size) // 16) * 16 for size in (height, width))
+        ph, pw = (-(-max(self.crop_size or 0, size) // 16) * 16 for size in (height, width))
         x = F.pad(x, [0, pw - width, 0, ph - height])
         edge_out, dp_out = super().forward(x)
         edge_out, dp_out = edge_out[..., :h, :w], dp_out[..., :h, :w]

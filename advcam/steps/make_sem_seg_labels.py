@@ -44,20 +44,19 @@ def pair_loader(names: list[str], args, device: torch.device) -> DataLoader:
 
 def build_irn(args, device: torch.device) -> EdgeDisplacement:
     """The inference IRN with the trained weights, in eval mode."""
-    model = irn_network(args).EdgeDisplacement(crop_size=None)
+    model = irn_network(args).EdgeDisplacement(crop_size=args.irn_crop_size)
     load_irn_weights(model, args.irn_weights_name)
     return model.to(device).eval()
 
 
 @torch.no_grad()
-def edge_and_displacement(model: EdgeDisplacement, pair: torch.Tensor, crop_size: int) -> tuple[torch.Tensor,
-                                                                                                  torch.Tensor]:
+def edge_and_displacement(model: EdgeDisplacement, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Boundary map [h, w] and displacement [2, h, w] (h = ceil(H/4), w = ceil(W/4)) of a flip pair [2, 3, H, W].
 
-    The network pads the pair to at least ``crop_size`` (GroupNorm statistics then match training) and crops its
-    outputs back before merging the mirror copy: padding the pair here, before the merge, would shift the mirror
-    copy's boundaries by the padded width (tested)."""
-    edge, dp = model(pair, crop_size=crop_size)
+    The network pads the pair to at least its ``crop_size`` and crops its outputs back before merging the mirror
+    copy: padding the pair here, before the merge, would shift the mirror copy's boundaries by the padded width
+    (tested)."""
+    edge, dp = model(pair)
     return edge[0, 0], dp[0]
 
 
@@ -130,7 +129,7 @@ def irn_inference(args, out_dir: str, suffix: str, desc: str, bg_thres: float, s
         cams, keys = load_cams(args, name, size, device)
         edge = dp = None
         if len(keys):
-            edge, dp = edge_and_displacement(model, pack["img"].to(device, non_blocking=True), args.irn_crop_size)
+            edge, dp = edge_and_displacement(model, pack["img"].to(device, non_blocking=True))
         yield name, size, cams, keys, edge, dp
 
 
