@@ -39,7 +39,7 @@ mkdir -p "$OUT"
 echo "No VOC root configured: running the toy demo on $TOY (set VOC12_ROOT or --voc12_root for real VOC)."
 rm -f "$RES"
 COMMON=(--voc12_root "$TOY" --val_list "$LISTS/val.txt" --cam_scales 1.0
-        --cam_weights_name "$OUT/sess/res50_cam.pth" --irn_weights_name "$OUT/sess/res50_irn.pth"
+        --cam_weights_name "$OUT/sess/res50_cam.pth" --irn_weights_name "$OUT/sess/lite0_irn.pth"
         --log_name "$OUT/demo" --results_json "$RES" --seed 0)
 
 # 1. classifier from scratch on train_aug (no ImageNet weights here), plain CAM seeds on train
@@ -56,11 +56,14 @@ $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "
 # 2. AdvCAM seeds on train with the default climbing parameters (T=27, xi=0.08, lambda=7, tau=0.5)
 $PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
     --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" "${EXTRA[@]}"
-# 3. AdvCAM seed quality, IRN relation labels, IRN (backbone: the classifier's, as there are no ImageNet
-#    weights), random-walk masks and their quality
+# 3. AdvCAM seed quality, IRN relation labels, IRN (its branches over a frozen EfficientNet-Lite0 with the
+#    ImageNet weights that install with pip: no ImageNet ResNet-50 here), random-walk masks and their quality.
+#    The walk is scaled to the toy's 32 x 24 stride-4 grid: 2^4 steps cover about the share of the image that the
+#    reference's 2^8 steps cover on a 125 x 94 VOC grid (16x the cells; a walk's reach grows as sqrt(steps)).
 $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt" \
     --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" \
-    --no_pretrained True --irn_crop_size 128 --irn_batch_size 16 --irn_num_epoches 6 \
+    --irn_network advcam.nets.efficientnet_lite0_irn --irn_crop_size 128 --irn_batch_size 16 \
+    --irn_num_epoches 30 --exp_times 4 \
     --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True \
     --eval_sem_seg_pass True "${EXTRA[@]}"
 $PY scripts/results_table.py "$RES" "CAM seeds=eval_cam:$OUT/cam" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \

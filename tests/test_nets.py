@@ -79,6 +79,22 @@ def test_batch_norm_modes(tmp_path):
     assert not torch.equal(before, scratch.resnet50.bn1.running_mean)  # batch norm learns from scratch
 
 
+def test_scratch_residual_branches_start_at_zero(tmp_path):
+    """From scratch every bottleneck starts as its shortcut (last BN scale 0); ImageNet weights are kept."""
+    scratch = Net()
+    blocks = [b for layer in (scratch.resnet50.layer1, scratch.resnet50.layer2, scratch.resnet50.layer3,
+                              scratch.resnet50.layer4) for b in layer]
+    assert len(blocks) == 16
+    assert all(torch.count_nonzero(b.bn3.weight) == 0 for b in blocks)
+    assert all(torch.all(b.bn2.weight == 1) for b in blocks)
+    tv = torchvision.models.resnet50()
+    torch.nn.init.constant_(tv.layer2[1].bn3.weight, 0.5)
+    path = tmp_path / "resnet50_imagenet.pth"
+    torch.save(tv.state_dict(), path)
+    pre = Net(pretrained=str(path))
+    assert torch.all(pre.resnet50.layer2[1].bn3.weight == 0.5)
+
+
 def test_pretrained_file_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="--pretrained"):
         Net(pretrained=str(tmp_path / "missing.pth"))
