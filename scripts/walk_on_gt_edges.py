@@ -25,10 +25,10 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from advcam import imutils  # noqa: E402
-from advcam.io import load_cam_npy  # noqa: E402
+from advcam.io import load_cam_npy, missing_files  # noqa: E402
 from advcam.metrics import ConfusionMatrix, mean_iou  # noqa: E402
 from advcam.steps.eval_cam import seed_prediction  # noqa: E402
-from advcam.steps.make_sem_seg_labels import CAM_POWER, random_walk_up, sem_seg_label  # noqa: E402
+from advcam.steps.make_sem_seg_labels import load_cams, sem_seg_from_cams  # noqa: E402
 from voc12 import IGNORE_LABEL  # noqa: E402
 from voc12.dataloader import load_img_name_list, load_seg_label  # noqa: E402
 
@@ -47,20 +47,13 @@ def gt_boundary(label: np.ndarray) -> np.ndarray:
 def walk_masks_miou(voc12_root: str, names: Sequence[str], cam_dir: str, beta: float, exp_times: int,
                     bg_thres: float) -> tuple[float, float]:
     """(mIoU of the seeds at ``bg_thres``, mIoU of their walk over ground-truth outlines), in percent."""
-    walk_args = SimpleNamespace(beta=beta, exp_times=exp_times)
+    walk_args = SimpleNamespace(cam_out_dir=cam_dir, beta=beta, exp_times=exp_times, sem_seg_bg_thres=bg_thres)
     seeds, walked = ConfusionMatrix(21), ConfusionMatrix(21)
     for name in tqdm(names, desc="walk on GT outlines", unit="img"):
         gt = load_seg_label(voc12_root, name)
-        cam_dict = load_cam_npy(os.path.join(cam_dir, name + ".npy"))
-        keys = np.asarray(cam_dict["keys"], dtype=np.int64).reshape(-1)
-        seeds.update(seed_prediction(cam_dict, bg_thres), gt)
-        if len(keys):
-            cams = torch.as_tensor(np.asarray(cam_dict["cam"]), dtype=torch.float32).pow(CAM_POWER)
-            edge = torch.from_numpy(gt_boundary(gt))
-            label = sem_seg_label(random_walk_up(cams, edge, gt.shape, walk_args), keys, bg_thres)
-        else:
-            label = np.zeros(gt.shape, np.uint8)
-        walked.update(label, gt)
+        seeds.update(seed_prediction(load_cam_npy(os.path.join(cam_dir, name + ".npy")), bg_thres), gt)
+        cams, keys = load_cams(walk_args, name, gt.shape, torch.device("cpu"))
+        walked.update(sem_seg_from_cams(cams, keys, torch.from_numpy(gt_boundary(gt)), gt.shape, walk_args), gt)
     return 100 * mean_iou(seeds.matrix), 100 * mean_iou(walked.matrix)
 
 
@@ -74,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--sem_seg_bg_thres", default=0.25, type=float)
     args = p.parse_args(argv)
     names = load_img_name_list(os.path.join(args.voc12_root, "ImageSets", "Segmentation", args.list + ".txt"))
-    missing = [n for n in names if not os.path.isfile(os.path.join(args.cam_out_dir, n + ".npy"))]
+    missing = missing_files(names, args.cam_out_dir, ".npy")
     if missing:
         p.error(f"--cam_out_dir {args.cam_out_dir}: {len(missing)} of {len(names)} CAM files missing, e.g. "
                 f"{missing[0]}.npy: make the seeds for --list {args.list} first")

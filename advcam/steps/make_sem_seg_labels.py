@@ -92,6 +92,15 @@ def sem_seg_label(rw_up: torch.Tensor, keys: np.ndarray, bg_thres: float) -> np.
     return np.concatenate([[0], keys + 1]).astype(np.uint8)[arg]
 
 
+def sem_seg_from_cams(cams: torch.Tensor, keys: np.ndarray, edge: torch.Tensor, size: tuple[int, int],
+                      args) -> np.ndarray:
+    """uint8 labels [H, W] of one image: its CAMs**1.5 walked over ``edge``; all background without a class."""
+    if not len(keys):
+        return np.zeros(size, np.uint8)
+    rw_up = random_walk_up(cams.pow(CAM_POWER), edge, size, args)
+    return sem_seg_label(rw_up, keys, args.sem_seg_bg_thres)
+
+
 def check_inputs(args, names: list[str]) -> None:
     """Fail early, naming the file, when the IRN weights or a CAM file is missing."""
     if not os.path.isfile(args.irn_weights_name):
@@ -139,11 +148,7 @@ def run(args) -> dict:
     stats = {"images": 0}
     for name, size, cams, keys, edge, _ in irn_inference(args, args.sem_seg_out_dir, ".png", "make_sem_seg",
                                                           args.sem_seg_bg_thres, stats):
-        if len(keys):
-            rw_up = random_walk_up(cams.pow(CAM_POWER), edge, size, args)
-            label = sem_seg_label(rw_up, keys, args.sem_seg_bg_thres)
-        else:
-            label = np.zeros(size, np.uint8)
+        label = sem_seg_from_cams(cams, keys, edge, size, args)
         # palette copy first: the plain file marks the image as done
         save_png(os.path.join(args.sem_seg_out_dir, name + "_palette.png"), label, palette=VOC_PALETTE)
         save_png(os.path.join(args.sem_seg_out_dir, name + ".png"), label)
