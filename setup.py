@@ -13,7 +13,7 @@ setup(
     long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["advcam", "advcam.*", "voc12"]),
+    packages=find_packages(include=["advcam", "advcam.*"]),
     install_requires=[r for r in requirements if r],
     entry_points={
         "console_scripts": [

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from voc12 import CAT_LIST, IGNORE_LABEL
+from advcam.voc12 import CAT_LIST, IGNORE_LABEL
 
 VOC_SEG_CLASS_NAMES: tuple[str, ...] = ("background",) + tuple(CAT_LIST)
 

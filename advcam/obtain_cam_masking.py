@@ -7,14 +7,10 @@ the reference's ``<name>.pth``, no hard-coded CUDA device list).
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 
-import torch
-
-from advcam.advcam import advcam_image, advcam_images
-from advcam.steps.cam_inference import run_cam_pass
+from advcam.steps import make_advcam
 from advcam.utils import check_network_flags, default_voc12_root, flat_scales, float_list, setup_logging, str2bool
 
 TARGET_LAYERS = ("stage1", "stage2", "stage3", "stage4")
@@ -64,31 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def device_layout(model, pairs_list: list[list[torch.Tensor]], channels_last: bool):
-    """The memory format the engines run in: channels_last model and flip pairs when asked (as on CUDA)."""
-    if not channels_last:
-        return model, pairs_list
-    model = model.to(memory_format=torch.channels_last)
-    return model, [[p.contiguous(memory_format=torch.channels_last) for p in pairs] for pairs in pairs_list]
-
-
-def advcam_seeds(model, pairs_list, scales, keys_list, sizes, device, *, args):
-    """AdvCAM maps of a group of images of equal size (the group function of the CAM loop).
-
-    The fast engine climbs the classes of all of them in one batch per scale (:func:`advcam_images`);
-    the reference engine handles them one at a time.
-    """
-    amp = torch.bfloat16 if args.amp else None
-    model, pairs_list = device_layout(model, pairs_list, channels_last=device.type == "cuda")
-    sizes = [tuple(size) for size in sizes]
-    kw = dict(adv_iter=args.adv_iter, xi=args.AD_stepsize, lam=args.AD_coeff, tau=args.score_th, amp_dtype=amp,
-              max_batch_pixels=args.max_batch_pixels)
-    if args.engine == "fast" and args.target_layer == "stage4":
-        return advcam_images(model, pairs_list, scales, keys_list, sizes, **kw)
-    return [advcam_image(model, pairs, scales, keys, size, engine=args.engine, target_layer=args.target_layer, **kw)
-            for pairs, keys, size in zip(pairs_list, keys_list, sizes, strict=True)]
-
-
 def validate_args(args, parser: argparse.ArgumentParser) -> None:
     if args.target_layer not in TARGET_LAYERS:
         parser.error(f"--target_layer {args.target_layer!r} is not a layer of the CAM network; "
@@ -112,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_network_flags(args, parser)
     validate_args(args, parser)
     setup_logging(args.log_name + ".log" if args.log_name else None)
-    return run_cam_pass(args, None, functools.partial(advcam_seeds, args=args), f"AdvCAM ({args.engine})")
+    return make_advcam.run(args)
 
 
 def cli() -> None:

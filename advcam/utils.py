@@ -102,6 +102,13 @@ def check_network_flags(args, parser: argparse.ArgumentParser) -> None:
             parser.error(str(e))
 
 
+def pretrained_source(args) -> str | None:
+    """Where ImageNet weights come from: --pretrained PATH, torchvision's download, or none (scratch)."""
+    if getattr(args, "no_pretrained", False):
+        return None
+    return getattr(args, "pretrained", None) or "torchvision"
+
+
 def default_voc12_root() -> str:
     return os.environ.get("VOC12_ROOT", DEFAULT_VOC12_ROOT)
 

@@ -41,8 +41,8 @@ from advcam.advcam import (  # noqa: E402
     input_grad_only,
     iterations_for_scale,
 )
+from advcam.cam_loop import device_layout  # noqa: E402
 from advcam.nets.resnet50_cam import CAM, build_cam_net  # noqa: E402
-from advcam.obtain_cam_masking import device_layout  # noqa: E402
 
 NUM_CLASSES = 20
 VOC_TRAIN_AUG_IMAGES = 10_582

@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from advcam.metrics import ConfusionMatrix, mean_iou  # noqa: E402
-from voc12.dataloader import get_cls_labels, load_img_name_list, load_seg_label  # noqa: E402
+from advcam.voc12.dataloader import get_cls_labels, load_img_name_list, load_seg_label  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -24,10 +24,10 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from advcam.io import save_png  # noqa: E402
+from advcam.irn_loop import edge_and_displacement  # noqa: E402
 from advcam.nets import efficientnet_lite0_irn, resnet50_irn  # noqa: E402
 from advcam.nets.resnet50_irn import load_irn_weights  # noqa: E402
-from advcam.steps.make_sem_seg_labels import edge_and_displacement  # noqa: E402
-from voc12.dataloader import VOC12ImageDatasetMSF, load_img_name_list, load_seg_label  # noqa: E402
+from advcam.voc12.dataloader import VOC12ImageDatasetMSF, load_img_name_list, load_seg_label  # noqa: E402
 
 
 def load_edge_net(path: str, crop_size: int) -> torch.nn.Module:

@@ -64,7 +64,7 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from advcam.io import atomic_path, save_png  # noqa: E402
-from voc12 import CAT_LIST, IGNORE_LABEL, VOC_PALETTE  # noqa: E402
+from advcam.voc12 import CAT_LIST, IGNORE_LABEL, VOC_PALETTE  # noqa: E402
 
 # ---- data set layout ------------------------------------------------------------------------------------
 CLASSES: tuple[str, ...] = ("aeroplane", "bird", "cat", "dog", "person")

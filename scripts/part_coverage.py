@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from advcam.io import load_cam_npy  # noqa: E402
-from voc12.dataloader import load_img_name_list, load_seg_label  # noqa: E402
+from advcam.voc12.dataloader import load_img_name_list, load_seg_label  # noqa: E402
 
 REGIONS = ("head", "body", "background")
 

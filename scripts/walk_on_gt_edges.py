@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -25,12 +24,13 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from advcam import imutils  # noqa: E402
+from advcam.evaluation import seed_prediction  # noqa: E402
 from advcam.io import load_cam_npy, missing_files  # noqa: E402
+from advcam.irn_loop import load_cams  # noqa: E402
 from advcam.metrics import ConfusionMatrix, mean_iou  # noqa: E402
-from advcam.steps.eval_cam import seed_prediction  # noqa: E402
-from advcam.steps.make_sem_seg_labels import load_cams, sem_seg_from_cams  # noqa: E402
-from voc12 import IGNORE_LABEL  # noqa: E402
-from voc12.dataloader import load_img_name_list, load_seg_label  # noqa: E402
+from advcam.pseudo_labels import sem_seg_from_cams  # noqa: E402
+from advcam.voc12 import IGNORE_LABEL  # noqa: E402
+from advcam.voc12.dataloader import load_img_name_list, load_seg_label  # noqa: E402
 
 
 def gt_boundary(label: np.ndarray) -> np.ndarray:
@@ -47,13 +47,13 @@ def gt_boundary(label: np.ndarray) -> np.ndarray:
 def walk_masks_miou(voc12_root: str, names: Sequence[str], cam_dir: str, beta: float, exp_times: int,
                     bg_thres: float) -> tuple[float, float]:
     """(mIoU of the seeds at ``bg_thres``, mIoU of their walk over ground-truth outlines), in percent."""
-    walk_args = SimpleNamespace(cam_out_dir=cam_dir, beta=beta, exp_times=exp_times, sem_seg_bg_thres=bg_thres)
     seeds, walked = ConfusionMatrix(21), ConfusionMatrix(21)
     for name in tqdm(names, desc="walk on GT outlines", unit="img"):
         gt = load_seg_label(voc12_root, name)
         seeds.update(seed_prediction(load_cam_npy(os.path.join(cam_dir, name + ".npy")), bg_thres), gt)
-        cams, keys = load_cams(walk_args, name, gt.shape, torch.device("cpu"))
-        walked.update(sem_seg_from_cams(cams, keys, torch.from_numpy(gt_boundary(gt)), gt.shape, walk_args), gt)
+        cams, keys = load_cams(cam_dir, name, gt.shape, torch.device("cpu"))
+        walked.update(sem_seg_from_cams(cams, keys, torch.from_numpy(gt_boundary(gt)), gt.shape, beta, exp_times,
+                                         bg_thres), gt)
     return 100 * mean_iou(seeds.matrix), 100 * mean_iou(walked.matrix)
 
 

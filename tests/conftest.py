@@ -107,7 +107,7 @@ def write_tiny_voc(root: str, n: int = 12, seed: int = 0) -> str:
     import numpy as np
     from PIL import Image
 
-    from voc12 import CAT_LIST, VOC_PALETTE
+    from advcam.voc12 import CAT_LIST, VOC_PALETTE
     for d in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Segmentation"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     rng = np.random.default_rng(seed)

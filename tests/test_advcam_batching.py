@@ -9,8 +9,9 @@ from conftest import TinyCAM, flip_pairs, save_random_cam_weights, square_images
 
 from advcam import obtain_cam_masking
 from advcam.advcam import advcam_image, advcam_images
+from advcam.cam_loop import device_layout
 from advcam.io import load_cam_npy
-from advcam.obtain_cam_masking import device_layout
+from advcam.steps import make_advcam
 
 KW = dict(adv_iter=12, xi=0.08, lam=7.0, tau=0.5)  # adv_iter > 10: 6 steps and the x2 quirk at scale 0.5
 
@@ -63,7 +64,7 @@ def test_images_per_batch_end_to_end_same_files(tmp_path, tiny_voc, monkeypatch)
         groups.append(len(images))
         return advcam_images(model, images, *a, **kw)
 
-    monkeypatch.setattr(obtain_cam_masking, "advcam_images", spy)
+    monkeypatch.setattr(make_advcam, "advcam_images", spy)
     stats, seen = {}, {}
     for k in (1, 3):
         groups.clear()

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from advcam import imutils
-from voc12 import CAT_LIST, VOC_PALETTE
-from voc12.dataloader import (
+from advcam.voc12 import CAT_LIST, VOC_PALETTE
+from advcam.voc12.dataloader import (
     VOC12ClassificationDataset,
     VOC12ClassificationDatasetMSF,
     VOC12ImageDatasetMSF,
@@ -18,7 +18,7 @@ from voc12.dataloader import (
     load_img_name_list,
     load_seg_label,
 )
-from voc12.make_cls_labels import build_cls_labels, cached_cls_labels, labels_from_xml
+from advcam.voc12.make_cls_labels import build_cls_labels, cached_cls_labels, labels_from_xml
 
 XML = """<annotation><filename>{id}.jpg</filename>{objects}</annotation>"""
 OBJ = "<object><name>{}</name><difficult>{}</difficult></object>"

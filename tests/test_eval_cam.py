@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from advcam.evaluation import seed_prediction
 from advcam.io import save_cam_npy
 from advcam.metrics import ConfusionMatrix, mean_iou
 from advcam.steps import eval_cam
-from voc12.dataloader import load_img_name_list, load_seg_label
+from advcam.voc12.dataloader import load_img_name_list, load_seg_label
 
 
 def test_sweep_equals_literal_seed_prediction(tmp_path, tiny_voc):
@@ -27,5 +28,5 @@ def test_sweep_equals_literal_seed_prediction(tmp_path, tiny_voc):
         conf = ConfusionMatrix(21)
         for n in names:
             d = np.load(cam_dir / f"{n}.npy", allow_pickle=True).item()
-            conf.update(eval_cam.seed_prediction(d, th), load_seg_label(tiny_voc, n))
+            conf.update(seed_prediction(d, th), load_seg_label(tiny_voc, n))
         assert np.isclose(miou, mean_iou(conf.matrix))

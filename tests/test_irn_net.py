@@ -245,7 +245,7 @@ def test_make_sem_seg_edge_lines_up_the_mirror_copy(monkeypatch):
     """make_sem_seg's boundary map of a flip pair narrower than the crop size: the mirror copy must land on the
     original's pixels. A stand-in network whose edge logit is the input's first channel, 4 x 4 average-pooled,
     gives exactly that channel's pooled map when the copies line up (and a shifted mixture when they do not)."""
-    from advcam.steps.make_sem_seg_labels import edge_and_displacement
+    from advcam.irn_loop import edge_and_displacement
 
     def pooled(self, x):
         e = torch.nn.functional.avg_pool2d(x[:, :1], 4)

@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from advcam import run_sample
+from advcam import pseudo_labels, run_sample
 from advcam.io import save_cam_npy, save_npy, save_png
 from advcam.nets.resnet50_cam import Net as CamNet
 from advcam.nets.resnet50_irn import EdgeDisplacement
-from advcam.steps import eval_ins_seg, make_ins_seg_labels
-from voc12 import VOC_PALETTE
+from advcam.steps import eval_ins_seg
+from advcam.voc12 import VOC_PALETTE
 
 
 def _ids(voc, split):
@@ -140,33 +140,33 @@ def test_centroids_and_clusters():
     y, x = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
     centre_x = np.where(x < 10, 4.0, 15.0)  # two objects side by side, centroids (6, 4) and (6, 15)
     dp = np.stack([6.0 - y, centre_x - x])
-    centroids = make_ins_seg_labels.find_centroids(dp)
+    centroids = pseudo_labels.find_centroids(dp)
     assert np.array_equal(centroids[1], centre_x.astype(np.int64)) and np.all(centroids[0] == 6)
-    inst = make_ins_seg_labels.cluster_centroids(centroids, dp)
+    inst = pseudo_labels.cluster_centroids(centroids, dp)
     assert inst.shape == (2, h, w) and inst.dtype == bool
     assert np.array_equal(inst[0], x < 10) and np.array_equal(inst[1], x >= 10)
 
     masks = np.zeros((2, 10, 10), bool)
     masks[0, :5, :5] = masks[0, 8:, 8:] = True  # two components, one tiny
     scores = np.random.default_rng(0).random((2, 10, 10)).astype(np.float32)
-    det = make_ins_seg_labels.detect_instances(scores, masks, np.array([3, 7]), min_size=5)
+    det = pseudo_labels.detect_instances(scores, masks, np.array([3, 7]), min_size=5)
     assert det["mask"].shape == (2, 10, 10) and det["class"].tolist() == [3, 3]
     assert det["score"][0] == pytest.approx(scores[0][:5, :5].max()) and det["score"][1] == 0
-    empty = make_ins_seg_labels.detect_instances(scores, np.zeros_like(masks), np.array([3, 7]), min_size=5)
+    empty = pseudo_labels.detect_instances(scores, np.zeros_like(masks), np.array([3, 7]), min_size=5)
     assert empty["mask"].shape == (0, 10, 10) and len(empty["score"]) == 0
 
 
 def test_oracle_boundaries_recover_the_ground_truth(tmp_path, tiny_voc, monkeypatch):
     """With IRN replaced by ground-truth boundaries and centroid displacements, the pseudo labels match the GT."""
-    from advcam.steps import make_sem_seg_labels
+    from advcam import irn_loop
 
     common = _prepare(tmp_path, tiny_voc)
     current = {}
-    real_load_cams = make_sem_seg_labels.load_cams
+    real_load_cams = irn_loop.load_cams
 
-    def spy_load_cams(args, name, size, device):
+    def spy_load_cams(cam_dir, name, size, device):
         current["name"] = name
-        return real_load_cams(args, name, size, device)
+        return real_load_cams(cam_dir, name, size, device)
 
     def oracle(model, pair):
         seg = _gt(tiny_voc, current["name"])[2::4, 2::4]  # stride-4 cell centres
@@ -179,10 +179,10 @@ def test_oracle_boundaries_recover_the_ground_truth(tmp_path, tiny_voc, monkeypa
             dp[0][m], dp[1][m] = yy[m].mean() - yy[m], xx[m].mean() - xx[m]
         return torch.from_numpy(edge.astype(np.float32)), torch.from_numpy(dp)
 
-    # both passes read their inputs through make_sem_seg_labels.irn_inference
-    monkeypatch.setattr(make_sem_seg_labels, "build_irn", lambda args, device: None)
-    monkeypatch.setattr(make_sem_seg_labels, "edge_and_displacement", oracle)
-    monkeypatch.setattr(make_sem_seg_labels, "load_cams", spy_load_cams)
+    # both passes read their inputs through irn_loop.irn_inference
+    monkeypatch.setattr(irn_loop, "build_irn", lambda args, device: None)
+    monkeypatch.setattr(irn_loop, "edge_and_displacement", oracle)
+    monkeypatch.setattr(irn_loop, "load_cams", spy_load_cams)
     (tmp_path / "sess" / "irn.pth").write_bytes(b"")  # the passes only check that it exists
     out = run_sample.main(common + ["--make_sem_seg_pass", "True", "--eval_sem_seg_pass", "True",
                                     "--make_ins_seg_pass", "True", "--eval_ins_seg_pass", "True"])

@@ -16,7 +16,7 @@ from advcam.metrics import (
     pixel_accuracy,
     summarize,
 )
-from voc12 import CAT_LIST
+from advcam.voc12 import CAT_LIST
 
 # --------------------------------------------------------------------------------------------------
 # semantic segmentation

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from voc12 import CAT_LIST, IGNORE_LABEL, VOC_PALETTE
+from advcam.voc12 import CAT_LIST, IGNORE_LABEL, VOC_PALETTE
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from advcam.crf import crf_inference_label
 from advcam.io import load_cam_npy, missing_files, save_png
-from voc12 import IGNORE_LABEL, VOC_PALETTE
-from voc12.dataloader import load_image, load_img_name_list
+from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE
+from advcam.voc12.dataloader import load_image, load_img_name_list
 
 log = logging.getLogger("advcam.cam_to_ir_label")
 

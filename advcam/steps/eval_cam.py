@@ -7,37 +7,14 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from advcam.io import load_cam_npy, missing_files
+from advcam.evaluation import eval_names
+from advcam.io import load_cam_npy
 from advcam.metrics import ConfusionMatrix, format_iou_table, iou, mean_iou
-from voc12.dataloader import load_img_name_list, load_seg_label
+from advcam.voc12.dataloader import load_seg_label
 
 log = logging.getLogger("advcam.eval_cam")
 
 THRESHOLDS = tuple(round(0.15 + 0.01 * i, 2) for i in range(20))  # 0.15, 0.16, ..., 0.34 (AdvCAM's sweep)
-
-
-def seed_prediction(cam_dict: dict, threshold: float) -> np.ndarray:
-    """Seed labels: argmax over [constant background = threshold, "high_res" maps], through [0] + keys + 1."""
-    high_res = np.asarray(cam_dict["high_res"])
-    keys = np.pad(np.asarray(cam_dict["keys"]) + 1, (1, 0))
-    cams = np.pad(high_res, ((1, 0), (0, 0), (0, 0)), constant_values=threshold)
-    return keys[np.argmax(cams, axis=0)].astype(np.uint8)
-
-
-def eval_names(args) -> list[str]:
-    """The evaluated ids: ImageSets/Segmentation/<chainer_eval_set>.txt of the VOC root (1,464 for train)."""
-    path = os.path.join(args.voc12_root, "ImageSets", "Segmentation", args.chainer_eval_set + ".txt")
-    return load_img_name_list(path)
-
-
-def require_predictions(args, names: list[str], folder: str, suffix: str, what: str, make_pass: str) -> None:
-    """Fail before evaluating, naming a missing ``<folder>/<id><suffix>`` and the pass that writes it."""
-    missing = missing_files(names, folder, suffix)
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(names)} {what} missing, e.g. {os.path.join(folder, missing[0] + suffix)}: "
-            f"run the {make_pass} pass (--{make_pass}_pass True) with an --infer_list that covers the "
-            f"{args.chainer_eval_set} split")
 
 
 def run(args, thresholds=THRESHOLDS) -> dict:

@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from advcam.evaluation import eval_names, require_predictions
 from advcam.metrics import eval_instance_segmentation_voc
-from advcam.steps.eval_cam import eval_names, require_predictions
-from voc12 import CAT_LIST, IGNORE_LABEL
-from voc12.dataloader import load_seg_label
+from advcam.voc12 import CAT_LIST, IGNORE_LABEL
+from advcam.voc12.dataloader import load_seg_label
 
 log = logging.getLogger("advcam.eval_ins_seg")
 

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from advcam.evaluation import NUM_SEG_CLASSES, eval_names, load_prediction, require_predictions
 from advcam.metrics import ConfusionMatrix, format_iou_table, summarize
-from advcam.steps.eval_cam import eval_names, require_predictions
-from voc12.dataloader import load_seg_label
+from advcam.voc12.dataloader import load_seg_label
 
 log = logging.getLogger("advcam.eval_sem_seg")
 
-NUM_SEG_CLASSES = 21
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -30,18 +27,6 @@ def _nanmean(x: np.ndarray) -> float:
 
 def _json_float(v: float) -> float | None:
     return None if math.isnan(v) else float(v)
-
-
-def load_prediction(out_dir: str, name: str) -> np.ndarray:
-    """Predicted label map with 255 mapped to background, as the reference evaluates it."""
-    path = os.path.join(out_dir, name + ".png")
-    pred = np.array(Image.open(path))
-    if pred.ndim != 2:
-        raise ValueError(f"{path}: expected a single-channel label map, got shape {pred.shape}")
-    pred[pred == 255] = 0
-    if pred.max(initial=0) >= NUM_SEG_CLASSES:
-        raise ValueError(f"{path}: label {int(pred.max())} is not a VOC class (0-20)")
-    return pred
 
 
 def run(args) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from advcam.cam import plain_cam
-from advcam.steps.cam_inference import per_image_group, run_cam_pass
+from advcam.cam_loop import per_image_group, run_cam_pass
 
 
 def _plain(model, pairs, scales, keys, size, device):

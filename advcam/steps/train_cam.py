@@ -11,17 +11,10 @@ from tqdm import tqdm
 
 from advcam.io import save_torch
 from advcam.nets.resnet50_cam import Net
-from advcam.utils import PolyAdamW, PolyOptimizer, pick_device
-from voc12.dataloader import VOC12ClassificationDataset
+from advcam.utils import PolyAdamW, PolyOptimizer, pick_device, pretrained_source
+from advcam.voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger("advcam.train_cam")
-
-
-def pretrained_source(args) -> str | None:
-    """Where ImageNet weights come from: --pretrained PATH, torchvision's download, or none (scratch)."""
-    if getattr(args, "no_pretrained", False):
-        return None
-    return getattr(args, "pretrained", None) or "torchvision"
 
 
 @torch.no_grad()

@@ -27,9 +27,15 @@ from advcam.io import missing_files, save_torch
 from advcam.nets.resnet50_cam import Net as CamNet
 from advcam.nets.resnet50_cam import load_cam_weights
 from advcam.nets.resnet50_irn import AffinityDisplacementLoss, compute_irn_loss, relation_labels
-from advcam.steps.train_cam import pretrained_source
-from advcam.utils import PolyAdamW, PolyOptimizer, irn_network, pick_device, resolve_cam_weights
-from voc12.dataloader import VOC12ImageDataset, load_image, load_img_name_list
+from advcam.utils import (
+    PolyAdamW,
+    PolyOptimizer,
+    irn_network,
+    pick_device,
+    pretrained_source,
+    resolve_cam_weights,
+)
+from advcam.voc12.dataloader import VOC12ImageDataset, load_image, load_img_name_list
 
 log = logging.getLogger("advcam.train_irn")
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from advcam.io import missing_files, save_cam_npy
 from advcam.nets.resnet50_cam import build_cam_net
 from advcam.utils import resolve_cam_weights
-from voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
+from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
 log = logging.getLogger("advcam.cam")
 
@@ -22,6 +22,14 @@ log = logging.getLogger("advcam.cam")
 PerImage = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 # group_fn(model, [pairs], scales, [keys], [(H, W)], device) -> [(cam, high_res)], one per image (equal sizes)
 PerGroup = Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def device_layout(model, pairs_list: list[list[torch.Tensor]], channels_last: bool):
+    """The memory format the engines run in: channels_last model and flip pairs when asked (as on CUDA)."""
+    if not channels_last:
+        return model, pairs_list
+    model = model.to(memory_format=torch.channels_last)
+    return model, [[p.contiguous(memory_format=torch.channels_last) for p in pairs] for pairs in pairs_list]
 
 
 class _Tolerant(Dataset):

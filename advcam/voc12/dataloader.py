@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from advcam import imutils
-from voc12 import IGNORE_LABEL, NUM_CLASSES
+from advcam.voc12 import IGNORE_LABEL, NUM_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def get_cls_labels(voc12_root: str, names: list[str], cls_labels: str | None = N
     """[N, 20] labels for ``names``: from ``cls_labels`` if given, else derived from
     ``<voc12_root>/Annotations`` and cached (see :func:`voc12.make_cls_labels.cached_cls_labels`)."""
     if cls_labels is None:
-        from voc12.make_cls_labels import cached_cls_labels
+        from advcam.voc12.make_cls_labels import cached_cls_labels
         cls_labels = cached_cls_labels(voc12_root, names)
     table = load_cls_labels(cls_labels)
     missing = [n for n in names if n not in table]

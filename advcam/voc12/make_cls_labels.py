@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from advcam.io import save_npy
-from voc12 import CAT_NAME_TO_NUM, NUM_CLASSES
-from voc12.dataloader import load_cls_labels, load_img_name_list
+from advcam.voc12 import CAT_NAME_TO_NUM, NUM_CLASSES
+from advcam.voc12.dataloader import load_cls_labels, load_img_name_list
 
 log = logging.getLogger(__name__)
 _VOC_ID = re.compile(r"^\d{4}_\d{6}$")

@@ -1,0 +1,49 @@
+"""Shared pieces of the evaluation passes: the evaluated ids, the missing-prediction check, seed labels from
+CAMs and predicted label maps read as the reference reads them."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from advcam.io import missing_files
+from advcam.voc12.dataloader import load_img_name_list
+
+NUM_SEG_CLASSES = 21
+
+
+def seed_prediction(cam_dict: dict, threshold: float) -> np.ndarray:
+    """Seed labels: argmax over [constant background = threshold, "high_res" maps], through [0] + keys + 1."""
+    high_res = np.asarray(cam_dict["high_res"])
+    keys = np.pad(np.asarray(cam_dict["keys"]) + 1, (1, 0))
+    cams = np.pad(high_res, ((1, 0), (0, 0), (0, 0)), constant_values=threshold)
+    return keys[np.argmax(cams, axis=0)].astype(np.uint8)
+
+
+def eval_names(args) -> list[str]:
+    """The evaluated ids: ImageSets/Segmentation/<chainer_eval_set>.txt of the VOC root (1,464 for train)."""
+    path = os.path.join(args.voc12_root, "ImageSets", "Segmentation", args.chainer_eval_set + ".txt")
+    return load_img_name_list(path)
+
+
+def require_predictions(args, names: list[str], folder: str, suffix: str, what: str, make_pass: str) -> None:
+    """Fail before evaluating, naming a missing ``<folder>/<id><suffix>`` and the pass that writes it."""
+    missing = missing_files(names, folder, suffix)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(names)} {what} missing, e.g. {os.path.join(folder, missing[0] + suffix)}: "
+            f"run the {make_pass} pass (--{make_pass}_pass True) with an --infer_list that covers the "
+            f"{args.chainer_eval_set} split")
+
+
+def load_prediction(out_dir: str, name: str) -> np.ndarray:
+    """Predicted label map with 255 mapped to background, as the reference evaluates it."""
+    path = os.path.join(out_dir, name + ".png")
+    pred = np.array(Image.open(path))
+    if pred.ndim != 2:
+        raise ValueError(f"{path}: expected a single-channel label map, got shape {pred.shape}")
+    pred[pred == 255] = 0
+    if pred.max(initial=0) >= NUM_SEG_CLASSES:
+        raise ValueError(f"{path}: label {int(pred.max())} is not a VOC class (0-20)")
+    return pred
