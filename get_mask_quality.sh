@@ -5,7 +5,8 @@
 #   bash get_mask_quality.sh --voc12_root DIR [..]  # real VOC 2012 + SBD with the reference defaults
 #   VOC12_ROOT=DIR bash get_mask_quality.sh [..]    # the same
 #
-# Extra arguments are passed to every run_sample.py / obtain_CAM_masking.py call (e.g. --device cuda:1).
+# Extra arguments are passed to every run_sample.py / obtain_CAM_masking.py call (e.g. --device cuda:1); on a real
+# root also to scripts/check_voc.py, which checks the lists and labels they name before the run.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
@@ -13,16 +14,23 @@ PY=${PYTHON:-python}
 source scripts/voc_root_args.sh "$@"
 
 if [ -n "$VOC_ROOT" ]; then
-  # Real VOC: the reference pipeline with its defaults (AdvCAM on train_aug, then IRN).
+  # Real VOC: the reference pipeline with its defaults (AdvCAM on train_aug, then IRN). It reads the classifier
+  # sess/res50_cam.pth (README: --train_cam_pass) and writes everything under $OUT (default result/):
+  # cam_adv_mask/, ir_label/, sem_seg/, sess/res50_irn.pth, results.json and the logs.
   OUT=${OUT:-result}
   RES="$OUT/results.json"
+  mkdir -p "$OUT"
+  # first make sure every listed image has its JPEG, ground truth and label (seconds; stops here if not)
+  $PY scripts/check_voc.py --voc12_root "$VOC_ROOT" --ignore_other_flags "${EXTRA[@]}" 2>&1 | tee "$OUT/check_voc.log"
   $PY obtain_CAM_masking.py --voc12_root "$VOC_ROOT" --train_list voc12/train_aug.txt \
-      --cam_out_dir "$OUT/cam_adv_mask" "${EXTRA[@]}"
+      --cam_out_dir "$OUT/cam_adv_mask" --log_name "$OUT/obtain_cam_masking" "${EXTRA[@]}"
   $PY run_sample.py --voc12_root "$VOC_ROOT" --cam_out_dir "$OUT/cam_adv_mask" --results_json "$RES" \
+      --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" --ins_seg_out_dir "$OUT/ins_seg" \
+      --irn_weights_name "$OUT/sess/res50_irn.pth" --log_name "$OUT/sample_train_eval" \
       --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True \
       --make_sem_seg_pass True --eval_sem_seg_pass True "${EXTRA[@]}"
   $PY scripts/results_table.py "$RES" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \
-      "IRN masks=eval_sem_seg:result/sem_seg"
+      "IRN masks=eval_sem_seg:$OUT/sem_seg"
   exit 0
 fi
 
@@ -54,8 +62,10 @@ fi
 $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "$OUT/cam" \
     --make_cam_pass True --eval_cam_pass True "${EXTRA[@]}"
 # 2. AdvCAM seeds on train with the default climbing parameters (T=27, xi=0.08, lambda=7, tau=0.5)
+#    (and every climbing step of two images, to $OUT/cam_adv_mask/steps/, for the report's animation)
 $PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
-    --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" "${EXTRA[@]}"
+    --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" --log_name "$OUT/demo" \
+    --save_steps 2100_000006,2100_000010 "${EXTRA[@]}"
 # 3. AdvCAM seed quality, IRN relation labels, IRN (its branches over a frozen EfficientNet-Lite0 with the
 #    ImageNet weights that install with pip: no ImageNet ResNet-50 here), random-walk masks and their quality.
 #    The walk is scaled to the toy's 32 x 24 stride-4 grid: 2^4 steps cover about the share of the image that the
@@ -66,5 +76,19 @@ $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$
     --irn_num_epoches 30 --exp_times 4 \
     --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True \
     --eval_sem_seg_pass True "${EXTRA[@]}"
+# 3b. the final segmentation network, trained on the IRN masks of train and scored on val (no ground truth seen):
+#     DeepLab-v3 heads (ASPP + a stride-4 decoder) over the frozen ImageNet EfficientNet-Lite0, as the CPU allows
+#     (VOC: DeepLab-v2 ResNet-101, 30k iterations, docs/segmentation.md); the AdvCAM recipe's batch of 10 and
+#     balanced CE for 600 updates of the head (crops of 128 px, lr 0.01 as the head only trains), multi-scale + flip
+#     inference, with and without the dense CRF.
+$PY run_sample.py "${COMMON[@]}" --sem_seg_out_dir "$OUT/sem_seg" --seg_train_list "$LISTS/train.txt" \
+    --seg_infer_list "$LISTS/val.txt" --seg_network efficientnet_lite0_seg --seg_train_backbone False \
+    --seg_num_iters 600 --seg_crop_size 128 --seg_scales 0.75 1.0 1.25 1.5 --seg_learning_rate 0.01 \
+    --seg_infer_scales 0.75 1.0 1.25 --seg_weights_name "$OUT/sess/lite0_seg.pth" --seg_out_dir "$OUT/seg" \
+    --seg_crf_out_dir "$OUT/seg_crf" --train_seg_pass True --make_seg_pass True --eval_seg_pass True "${EXTRA[@]}"
 $PY scripts/results_table.py "$RES" "CAM seeds=eval_cam:$OUT/cam" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \
-    "IRN masks=eval_sem_seg:$OUT/sem_seg"
+    "IRN masks=eval_sem_seg:$OUT/sem_seg" "Segmentation (val)=eval_seg:$OUT/seg" \
+    "Segmentation (val, CRF)=eval_seg:$OUT/seg#crf"
+# 4. the report: per-image figures, the climbing animation, the threshold sweep, per-class IoU ($OUT/report/)
+REPORT=$($PY scripts/report.py --out "$OUT" --voc12_root "$TOY" | tail -n 1)
+echo "Report: $REPORT (its figures in $OUT/report/figures/)"

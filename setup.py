@@ -4,7 +4,10 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
-requirements = [line.split("#")[0].strip() for line in (here / "requirements.txt").read_text().splitlines()]
+# requirements.txt pins the exact pairs this project is tested with (torch/torchvision must match each other);
+# an installed library must not force them on its neighbours, so the pins become lower bounds here.
+pinned = [line.split("#")[0].strip() for line in (here / "requirements.txt").read_text().splitlines()]
+requirements = [r.replace("==", ">=") for r in pinned if r]
 
 setup(
     name="advcam",
@@ -14,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["advcam", "advcam.*"]),
-    install_requires=[r for r in requirements if r],
+    install_requires=requirements,
     entry_points={
         "console_scripts": [
             "advcam-run-sample=advcam.run_sample:cli",

@@ -9,6 +9,13 @@ Grad-CAM map R(x_t) of class c. Each step climbs
 
 and the final map is sum_{t=0}^{T-1} R(x_t) (Eq. 3; the reference accumulates before each step).
 
+Scale-free restriction (``restriction="max"``, the default of :class:`AdvCAM` outside CAM-style networks): the L1
+term of Eq. 6 on maps divided by max R(x_0) of each image, with lambda in the units of the reference network's maps,
+
+    L_AD = kappa * || M ⊙ |R(x_t) - R(x_0)| ||_1 / max R(x_0),   kappa = REFERENCE_MAP_SCALE,
+
+so its strength does not depend on the scale of features times gradients (docs/advcam_any_network.md).
+
 Two engines compute the same maps for the CAM network (``advcam.nets.resnet50_cam.CAM``):
 - ``reference``: literal. One class at a time, Grad-CAM through hooks on the target layer and a
   second backward for the climbing objective, parameter gradients included, as the reference code.
@@ -39,6 +46,42 @@ def restricting_mask(R: torch.Tensor, tau: float) -> torch.Tensor:
     """M = 1[R / max R > tau] over each map's spatial dims (Eq. 5); empty when max R = 0."""
     peak = R.flatten(-2).amax(-1)[..., None, None]
     return (R / peak > tau).float().detach()
+
+
+RESTRICTIONS = ("reference", "max")  # the L1 term on raw maps (the reference), or on maps / max R(x_0)
+GRADCAM_WEIGHTS = ("reference", "mean")  # gradient sum / #positive gradient entries, or the spatial mean
+# kappa: max R(x_0) of the reference CAM network, the map scale lambda = 7 was tuned to (measured on the toy
+# ResNet-50 CAM network, docs/advcam_any_network.md); "max" mode gives lambda the same weight at that scale.
+REFERENCE_MAP_SCALE = 0.036
+
+
+def restriction_term(R: torch.Tensor, R0: torch.Tensor, tau: float, restriction: str = "reference") -> torch.Tensor:
+    """L_AD per map [...] from R(x_t), R(x_0) [..., h', w'] (Eq. 6).
+
+    ``"reference"``: ||M ⊙ |R - R0| ||_1. ``"max"``: the same on maps divided by max R(x_0), times
+    :data:`REFERENCE_MAP_SCALE` (unchanged by any constant factor of the maps).
+    """
+    L = (restricting_mask(R, tau) * (R - R0).abs()).sum((-2, -1))  # ||M ⊙ |R(x_t) - R(x_0)| ||_1
+    if restriction == "reference":
+        return L
+    if restriction == "max":
+        return L * (REFERENCE_MAP_SCALE / (R0.flatten(-2).amax(-1) + EPS_GRAD))  # on maps / max R(x_0)
+    raise ValueError(f"unknown restriction {restriction!r}: choose one of {RESTRICTIONS}")
+
+
+def gradcam_weights(G: torch.Tensor, weights: str = "reference") -> torch.Tensor:
+    """Grad-CAM channel weights [B, n, K, 1, 1] from dScore/dF [B, n, K, h', w'] (constants).
+
+    ``"reference"``: the spatial sum over the count of strictly positive entries of the item's whole gradient
+    (all its copies), as the reference's ``gap2d_pos``. ``"mean"``: the spatial mean per copy and channel, as
+    pytorch-grad-cam and torchcam compute Grad-CAM.
+    """
+    if weights == "reference":
+        B = G.shape[0]
+        return G.sum((3, 4), keepdim=True) / ((G > 0).flatten(1).sum(1).view(B, 1, 1, 1, 1) + EPS_GRAD)
+    if weights == "mean":
+        return G.mean((3, 4), keepdim=True)
+    raise ValueError(f"unknown Grad-CAM weights {weights!r}: choose one of {GRADCAM_WEIGHTS}")
 
 
 def climb_step(x: torch.Tensor, g: torch.Tensor, xi: float) -> torch.Tensor:
@@ -105,8 +148,15 @@ def _reference_gradcam(hooks: _GradCAMHooks) -> torch.Tensor:
 
 
 def climb_reference(model: nn.Module, pair: torch.Tensor, c: int, T: int, xi: float, lam: float,
-                    tau: float, target_layer: str = "stage4") -> torch.Tensor:
-    """Accumulated map sum_t R(x_t) [h', w'] of class ``c`` for one flip pair [2, 3, h, w], literally."""
+                    tau: float, target_layer: str = "stage4", step_maps: list | None = None,
+                    restriction: str = "reference") -> torch.Tensor:
+    """Accumulated map sum_t R(x_t) [h', w'] of class ``c`` for one flip pair [2, 3, h, w], literally.
+
+    ``restriction="max"`` divides the L1 term by max R(x_0) and multiplies it by REFERENCE_MAP_SCALE
+    (:func:`restriction_term`); the default is the reference's term.
+
+    With ``step_maps`` (a list), the accumulated map [h', w'] after each step t (sum of R(x_0..x_t)) is
+    appended to it, T maps in all; the result does not change."""
     hooks = _GradCAMHooks(model.get_submodule(target_layer))
     try:
         x = pair.clone().detach().requires_grad_(True)
@@ -122,11 +172,16 @@ def climb_reference(model: nn.Module, pair: torch.Tensor, c: int, T: int, xi: fl
             if t == 0:
                 R0 = R.detach()
             acc = R.detach() if acc is None else acc + R.detach()  # accumulate before the step
+            if step_maps is not None:
+                step_maps.append(acc[0])
             # Logits of the objective: spatial mean of ReLU maps.
             y = F.relu(S).mean((2, 3))  # [2, C]
             others = torch.cat([y[:, :c], y[:, c + 1:]], 1).sum()
             M = (R / R.max() > tau).float()  # restricting mask on the current map
-            L = y[:, c].sum() - others - lam * (M * (R - R0).abs()).sum()
+            L_AD = (M * (R - R0).abs()).sum()
+            if restriction == "max":
+                L_AD = L_AD * (REFERENCE_MAP_SCALE / (R0.max() + EPS_GRAD))
+            L = y[:, c].sum() - others - lam * L_AD
             model.zero_grad()
             x.grad = None
             L.backward()
@@ -154,18 +209,17 @@ def gradcam_closed_form(S_c: torch.Tensor, n_pos_weights: torch.Tensor) -> torch
     return F.relu(S_c) * scale[..., None, None]
 
 
-def gradcam_exact(feat: torch.Tensor, S_c: torch.Tensor, W_c: torch.Tensor) -> torch.Tensor:
+def gradcam_exact(feat: torch.Tensor, S_c: torch.Tensor, W_c: torch.Tensor, weights: str = "reference") -> torch.Tensor:
     """The reference's Grad-CAM of the 1x1 head, with dScore/dF built directly instead of by a backward.
 
     dScore/dF_k(p) = W_ck [S_c(p) > 0] holds exactly (the head's backward multiplies a one-hot
     gradient by W), so the weights below are bit-identical to those the hooks would capture.
-    ``feat``: [N, n, K, h', w'] features F; ``S_c``: [N, n, h', w']; ``W_c``: [N, K] head rows.
+    ``feat``: [N, n, K, h', w'] features F; ``S_c``: [N, n, h', w']; ``W_c``: [N, K] head rows;
+    ``weights``: see :func:`gradcam_weights`.
     Returns A = ReLU(sum_k F_k w_k) [N, n, h', w'], gradients flowing through F only.
     """
-    N = feat.shape[0]
     G = W_c[:, None, :, None, None] * (S_c > 0)[:, :, None].to(W_c.dtype)  # dScore/dF: [N, n, K, h', w']
-    w = G.sum((3, 4), keepdim=True) / ((G > 0).flatten(1).sum(1).view(N, 1, 1, 1, 1) + EPS_GRAD)
-    return F.relu((feat * w).sum(2))
+    return F.relu((feat * gradcam_weights(G, weights)).sum(2))
 
 
 def merge_copies(A: torch.Tensor) -> torch.Tensor:
@@ -174,8 +228,16 @@ def merge_copies(A: torch.Tensor) -> torch.Tensor:
 
 
 def climb_fast(model: nn.Module, x0: torch.Tensor, classes: Sequence[int], T: int, xi: float, lam: float,
-               tau: float, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+               tau: float, amp_dtype: torch.dtype | None = None, step_maps: list | None = None,
+               restriction: str = "reference", weights: str = "reference") -> torch.Tensor:
     """Accumulated maps sum_t R(x_t) [N, h', w'] of N independent climbs, batched.
+
+    For any CAM-style network: ``model.features(x)`` followed by the bias-free 1x1 ``model.classifier``.
+    ``restriction`` is the form of L_AD (:func:`restriction_term`), ``weights`` that of the Grad-CAM weights
+    (:func:`gradcam_weights`); the defaults are the reference's.
+
+    With ``step_maps`` (a list), the accumulated maps [N, h', w'] after each step t (sum of R(x_0..x_t))
+    are appended to it, T tensors in all (the last is the result); the result does not change.
 
     The arithmetic is the reference's (same Grad-CAM weights, same products and reductions), so in
     float32 the maps agree with :func:`climb_reference` to rounding; only the hooks, the Grad-CAM
@@ -188,7 +250,7 @@ def climb_fast(model: nn.Module, x0: torch.Tensor, classes: Sequence[int], T: in
     N, n = x0.shape[:2]
     cls = torch.as_tensor(list(classes), device=x0.device)
     rows = torch.arange(N, device=x0.device)
-    W = model.classifier.weight.flatten(1)  # [C, 2048]
+    W = model.classifier.weight.flatten(1)  # [C, K]
     sign = torch.full((N, W.shape[0]), -1.0, device=x0.device)  # +1 for the target class, -1 for the others
     sign[rows, cls] = 1.0
     x = x0.detach().clone()
@@ -196,22 +258,24 @@ def climb_fast(model: nn.Module, x0: torch.Tensor, classes: Sequence[int], T: in
     for t in range(T):
         x.requires_grad_(True)
         with torch.autocast(x.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-            feat = model.features(x.flatten(0, 1))  # F = stage4(x_t): [N*n, 2048, h', w']
+            feat = model.features(x.flatten(0, 1))  # F = features(x_t): [N*n, K, h', w']
             S = F.conv2d(feat, model.classifier.weight)  # raw class maps
         feat = feat.float().unflatten(0, (N, n))
         S = S.float().unflatten(0, (N, n))  # [N, n, C, h', w']
-        A = gradcam_exact(feat, S[rows, :, cls], W[cls])  # Grad-CAM of class c per copy: [N, n, h', w']
+        A = gradcam_exact(feat, S[rows, :, cls], W[cls], weights)  # Grad-CAM of class c per copy: [N, n, h', w']
         R = merge_copies(A)  # R(x_t): [N, h', w']
         if t == 0:
             R0 = R.detach()  # R(x_0)
         acc = R.detach() if acc is None else acc + R.detach()  # accumulate before the step
+        if step_maps is not None:
+            step_maps.append(acc)
         if t == T - 1:
             break  # the step after the last accumulated map would not be used
         y = F.relu(S).mean((3, 4))  # logits of the objective: [N, n, C]
         L_cls = (y * sign[:, None]).sum((1, 2))  # y_c - sum_{k != c} y_k over the copies
-        L_ad = (restricting_mask(R, tau) * (R - R0).abs()).sum((1, 2))  # ||M ⊙ |R(x_t) - R(x_0)|||_1
-        (g,) = torch.autograd.grad((L_cls - lam * L_ad).sum(), x)
-        x = climb_step(x.detach(), g, xi)
+        L_ad = restriction_term(R, R0, tau, restriction)  # ||M ⊙ |R(x_t) - R(x_0)|||_1 (Eq. 6)
+        (g,) = torch.autograd.grad((L_cls - lam * L_ad).sum(), x)  # grad_x L (Eq. 4)
+        x = climb_step(x.detach(), g, xi)  # x_{t+1} (Eq. 2)
     return acc
 
 
@@ -264,7 +328,8 @@ def _slot_inputs(pairs: list[torch.Tensor]) -> torch.Tensor:
 def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], scales: Sequence[float],
                   keys_list: Sequence[Sequence[int]], sizes: Sequence[tuple[int, int]], adv_iter: int = 27,
                   xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, amp_dtype: torch.dtype | None = None,
-                  max_batch_pixels: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                  max_batch_pixels: int | None = None,
+                  step_maps: list | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """AdvCAM of several images of equal size with the fast engine, batched across images.
 
     ``images[j][i]`` is image j's [2, 3, h, w] flip pair at ``scales[i]``, ``keys_list[j]`` its positive
@@ -272,6 +337,10 @@ def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], sc
     flip pair times each of its classes) form one batch, split into chunks of at most ``max_batch_pixels``
     input pixels (batch x h x w); the slots are independent, so neither the grouping nor the chunking
     changes the maps. Returns one ("cam", "high_res") per image, as :func:`advcam_image`.
+
+    With ``step_maps`` (a list), one entry per image is appended to it: a list over ``scales`` of the
+    accumulated maps after each climbing step, [T_s, K, h', w'] on the CPU, times the scale's multiplier (so
+    entry [-1] is what is fused into the result); an image without a positive class gets an empty list.
     """
     if not len(images) == len(keys_list) == len(sizes):
         raise ValueError(f"advcam_images: {len(images)} images, {len(keys_list)} key lists and {len(sizes)} sizes")
@@ -288,18 +357,27 @@ def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], sc
     keys_list = [[int(k) for k in keys] for keys in keys_list]
     slots = [(j, c) for j, keys in enumerate(keys_list) for c in keys]  # (image, class) per climb
     maps: list[list[torch.Tensor]] = [[None] * len(scales) for _ in images]  # type: ignore[list-item]
+    steps: list[list[torch.Tensor]] = [[None] * len(scales) if keys else [] for keys in keys_list]  # type: ignore
     if slots:
         for i, T, mul_for_scale in _scale_schedule(scales, adv_iter):
             n, _, h, w = images[0][i].shape
             per_chunk = len(slots) if max_batch_pixels is None else max(1, max_batch_pixels // (n * h * w))
-            chunks = (slots[k:k + per_chunk] for k in range(0, len(slots), per_chunk))
+            chunks = [slots[k:k + per_chunk] for k in range(0, len(slots), per_chunk)]
+            chunk_steps = [None if step_maps is None else [] for _ in chunks]  # each chunk's T accumulated maps
             with input_grad_only(model):
                 acc = torch.cat([
                     climb_fast(model, _slot_inputs([images[j][i] for j, _ in chunk]), [c for _, c in chunk], T, xi,
-                               lam, tau, amp_dtype)
-                    for chunk in chunks])
+                               lam, tau, amp_dtype, step_maps=chunk_step)
+                    for chunk, chunk_step in zip(chunks, chunk_steps, strict=True)])
             for j, part in enumerate((acc * mul_for_scale).split([len(keys) for keys in keys_list])):
                 maps[j][i] = part
+            if step_maps is not None:
+                per_step = torch.cat([torch.stack(s) for s in chunk_steps], 1) * mul_for_scale  # [T, slots, h', w']
+                for j, part in enumerate(per_step.split([len(keys) for keys in keys_list], 1)):
+                    if keys_list[j]:
+                        steps[j][i] = part.cpu()
+    if step_maps is not None:
+        step_maps.extend(steps)
     return [fuse_scales([m.cpu() for m in maps[j]], size) if keys else _empty_maps(size)
             for j, (keys, size) in enumerate(zip(keys_list, sizes, strict=True))]
 
@@ -307,13 +385,18 @@ def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], sc
 def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequence[float], keys: Sequence[int],
                  size: tuple[int, int], adv_iter: int = 27, xi: float = 0.08, lam: float = 7.0, tau: float = 0.5,
                  engine: str = "fast", target_layer: str = "stage4", amp_dtype: torch.dtype | None = None,
-                 max_batch_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 max_batch_pixels: int | None = None,
+                 step_maps: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """AdvCAM of one image: ("cam" [K, H/4, W/4], "high_res" [K, H, W]) as in the reference.
 
     ``pairs[i]`` is the [2, 3, h, w] flip pair at ``scales[i]``; ``keys`` the positive classes.
     The fast engine climbs all classes of a scale in one batch (:func:`advcam_images` with one image), split
     into chunks of at most ``max_batch_pixels`` input pixels (batch x h x w) to bound memory; chunking does
     not change the maps.
+
+    With ``step_maps`` (a list), it is extended by one tensor per scale (in the order of ``scales``): the
+    accumulated maps after each climbing step, [T_s, K, h', w'] on the CPU, times the scale's multiplier
+    (entry [-1] is what is fused into the result); nothing is added for an image without a positive class.
     """
     keys = [int(k) for k in keys]
     if not keys:
@@ -322,14 +405,25 @@ def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequen
         if target_layer != "stage4":
             raise ValueError("the fast engine's closed form holds for --target_layer stage4 only; "
                              "use --engine reference for other layers")
-        return advcam_images(model, [pairs], scales, [keys], [size], adv_iter, xi, lam, tau, amp_dtype,
-                             max_batch_pixels)[0]
+        per_image: list | None = None if step_maps is None else []
+        out = advcam_images(model, [pairs], scales, [keys], [size], adv_iter, xi, lam, tau, amp_dtype,
+                            max_batch_pixels, step_maps=per_image)[0]
+        if step_maps is not None:
+            step_maps.extend(per_image[0])
+        return out
     if engine != "reference":
         raise ValueError(f"unknown engine {engine!r}: choose 'reference' or 'fast'")
     maps: list[torch.Tensor] = [None] * len(scales)  # type: ignore[list-item]
+    steps: list[torch.Tensor] = [None] * len(scales)  # type: ignore[list-item]
     for i, T, mul_for_scale in _scale_schedule(scales, adv_iter):
-        acc = torch.stack([climb_reference(model, pairs[i], c, T, xi, lam, tau, target_layer) for c in keys])
+        per_class = [None if step_maps is None else [] for _ in keys]  # each class's T accumulated maps
+        acc = torch.stack([climb_reference(model, pairs[i], c, T, xi, lam, tau, target_layer, step_maps=sm)
+                           for c, sm in zip(keys, per_class, strict=True)])
         maps[i] = acc * mul_for_scale
+        if step_maps is not None:
+            steps[i] = (torch.stack([torch.stack(sm) for sm in per_class], 1) * mul_for_scale).cpu()  # [T, K, h', w']
+    if step_maps is not None:
+        step_maps.extend(steps)
     return fuse_scales([m.cpu() for m in maps], size)
 
 
@@ -345,17 +439,28 @@ class AdvCAM:
 
     For ``advcam.nets.resnet50_cam.CAM`` (or any network with its ``features``/``stage4``/bias-free 1x1
     ``classifier`` layout) with ``target_layer="stage4"`` the closed form of Grad-CAM is
-    used (exactly the reference method, including its ReLU-mean logits); for any other model Grad-CAM
-    runs through hooks on ``target_layer`` (a module or its dotted name), the objective uses the model's
-    logits, and the Grad-CAM weights use the reference's normalisation (gradient sum over the count of
-    positive gradient entries). With ``flip=True`` every image is paired with its mirror as in the
+    used (exactly the reference method, including its ReLU-mean logits); so it is for any CAM-style network,
+    ``features(x)`` ending in ``target_layer`` (``stage4`` or the model's ``feature_layer``) and a bias-free 1x1
+    ``classifier`` (e.g. ``advcam.nets.efficientnet_lite0_cam``). For any other model Grad-CAM runs through
+    hooks on ``target_layer`` (a module or its dotted name) and the objective uses the model's logits.
+
+    ``restriction``: the form of L_AD (:func:`restriction_term`); ``"auto"`` is the reference's raw L1 term on
+    CAM-style networks (their maps have the reference's scale, R ~ ReLU(S_c) / #{W_c > 0}) and the scale-free
+    ``"max"`` on any other model. ``weights``: the Grad-CAM weights (:func:`gradcam_weights`), the reference's
+    normalisation (gradient sum over the count of positive gradient entries) or the standard spatial mean
+    (``"mean"``). With ``flip=True`` every image is paired with its mirror as in the
     reference and the two maps are merged. Use as a context manager to remove the hooks afterwards.
     """
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module = "stage4", adv_iter: int = 27,
-                 xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, flip: bool = False):
+                 xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, flip: bool = False,
+                 restriction: str = "auto", weights: str = "reference"):
         if adv_iter < 1:
             raise ValueError(f"adv_iter must be >= 1, got {adv_iter}")
+        if restriction not in ("auto", *RESTRICTIONS):
+            raise ValueError(f"unknown restriction {restriction!r}: choose 'auto' or one of {RESTRICTIONS}")
+        if weights not in GRADCAM_WEIGHTS:
+            raise ValueError(f"unknown Grad-CAM weights {weights!r}: choose one of {GRADCAM_WEIGHTS}")
         self.model = model
         self.adv_iter, self.xi, self.lam, self.tau, self.flip = adv_iter, xi, lam, tau, flip
         if isinstance(target_layer, str):
@@ -368,6 +473,8 @@ class AdvCAM:
         else:
             self.layer = target_layer
         self.closed_form = has_closed_form(model, self.layer)
+        self.restriction = restriction if restriction != "auto" else "reference" if self.closed_form else "max"
+        self.weights = weights
         self._hooks = None if self.closed_form else _GradCAMHooks(self.layer)
 
     def __enter__(self) -> AdvCAM:
@@ -381,7 +488,11 @@ class AdvCAM:
             self._hooks.remove()
             self._hooks = None
 
-    def __call__(self, images: torch.Tensor, targets: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, targets: Sequence[int] | torch.Tensor,
+                 step_maps: list | None = None) -> torch.Tensor:
+        """The accumulated maps [B, h', w']; with ``step_maps`` (a list), the accumulated maps [B, h', w'] after
+        each climbing step t (sum of R(x_0..x_t), ``adv_iter`` tensors, the last equal to the result) are
+        appended to it."""
         targets = [int(t) for t in torch.as_tensor(targets).reshape(-1).tolist()]
         if images.dim() != 4 or images.shape[0] != len(targets):
             raise ValueError(f"expected images [B, 3, H, W] and B targets, got {tuple(images.shape)} "
@@ -392,12 +503,13 @@ class AdvCAM:
             with input_grad_only(self.model):
                 x0 = torch.stack([images, images.flip(-1)], 1) if self.flip else images[:, None]
                 if self.closed_form:
-                    return climb_fast(self.model, x0, targets, self.adv_iter, self.xi, self.lam, self.tau)
-                return self._climb_hooked(x0, targets)
+                    return climb_fast(self.model, x0, targets, self.adv_iter, self.xi, self.lam, self.tau,
+                                      step_maps=step_maps, restriction=self.restriction, weights=self.weights)
+                return self._climb_hooked(x0, targets, step_maps)
         finally:
             self.model.train(was_training)
 
-    def _climb_hooked(self, x0: torch.Tensor, targets: list[int]) -> torch.Tensor:
+    def _climb_hooked(self, x0: torch.Tensor, targets: list[int], step_maps: list | None = None) -> torch.Tensor:
         """Generic path: Grad-CAM through hooks, one independent climb per image (or flip pair)."""
         if self._hooks is None:
             raise RuntimeError("hooks were removed: create a new AdvCAM")
@@ -413,25 +525,33 @@ class AdvCAM:
             feat = self._hooks.feature
             (G,) = torch.autograd.grad(y_c.sum(), feat, retain_graph=True)  # dy_c/dF, a constant
             G = G.detach().unflatten(0, (B, n))
-            w = G.sum((3, 4), keepdim=True) / ((G > 0).flatten(1).sum(1).view(B, 1, 1, 1, 1) + EPS_GRAD)
+            w = gradcam_weights(G, self.weights)  # Grad-CAM weights, constants
             R = merge_copies(F.relu((feat.unflatten(0, (B, n)) * w).sum(2)))  # Grad-CAM R(x_t): [B, h', w']
             if t == 0:
                 R0 = R.detach()
             acc = R.detach() if acc is None else acc + R.detach()
+            if step_maps is not None:
+                step_maps.append(acc)
             if t == self.adv_iter - 1:
                 break
             L_cls = 2 * y_c.sum(1) - logits.sum((1, 2))  # y_c - sum_{k != c} y_k
-            L_ad = (restricting_mask(R, self.tau) * (R - R0).abs()).sum((1, 2))
-            (g,) = torch.autograd.grad((L_cls - self.lam * L_ad).sum(), x)
-            x = climb_step(x.detach(), g, self.xi)
+            L_ad = restriction_term(R, R0, self.tau, self.restriction)  # ||M ⊙ |R(x_t) - R(x_0)| ||_1 (Eq. 6)
+            (g,) = torch.autograd.grad((L_cls - self.lam * L_ad).sum(), x)  # grad_x L (Eq. 4)
+            x = climb_step(x.detach(), g, self.xi)  # x_{t+1} (Eq. 2)
         return acc
 
 
+def feature_layer(model: nn.Module) -> nn.Module | None:
+    """The module whose output is ``model.features(x)``: ``model.feature_layer`` if declared, else ``stage4``."""
+    return getattr(model, "feature_layer", None) or getattr(model, "stage4", None)
+
+
 def has_closed_form(model: nn.Module, layer: nn.Module) -> bool:
-    """True for CAM-style networks: ``features`` ending in ``layer`` (``stage4``) and a bias-free 1x1 head."""
+    """True for CAM-style networks: ``features`` ending in ``layer`` (:func:`feature_layer`) and a bias-free 1x1
+    head ``classifier``."""
     head = getattr(model, "classifier", None)
     return (isinstance(head, nn.Conv2d) and head.bias is None and head.kernel_size == (1, 1)
-            and callable(getattr(model, "features", None)) and getattr(model, "stage4", None) is layer)
+            and callable(getattr(model, "features", None)) and layer is not None and feature_layer(model) is layer)
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from advcam.io import missing_files, save_cam_npy
-from advcam.nets.resnet50_cam import build_cam_net
-from advcam.utils import resolve_cam_weights
+from advcam.utils import cam_network, resolve_cam_weights
 from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
 log = logging.getLogger("advcam.cam")
@@ -88,7 +87,7 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
     device = torch.device(devices[rank])
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    model = build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
+    model = cam_network(args).build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
     mine = names[rank::n_workers]
     label_of = dict(zip(mine, labels[rank::n_workers], strict=True))  # the labels the pass read, not reloaded
     ds = VOC12ImageDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=mine)
@@ -120,8 +119,8 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
     queue.put((done, classes, bad))
 
 
-def run_cam_pass(args, names: list[str] | None, group_fn: PerGroup, desc: str) -> dict:
-    """Run ``group_fn`` over the images of ``args.train_list`` (or ``names``), writing ``<cam_out_dir>/<id>.npy``.
+def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
+    """Run ``group_fn`` over the images of ``args.train_list``, writing ``<cam_out_dir>/<id>.npy``.
 
     Finished images are skipped, so an interrupted run resumes. One worker process per visible CUDA
     device (the list split round-robin), or the CPU in this process when there is none.
@@ -131,8 +130,7 @@ def run_cam_pass(args, names: list[str] | None, group_fn: PerGroup, desc: str) -
     still written to its own file, atomically, as soon as its group is done.
     """
     t0 = time.time()
-    if names is None:
-        names = load_img_name_list(args.train_list, args.voc12_root)
+    names = load_img_name_list(args.train_list, args.voc12_root)
     os.makedirs(args.cam_out_dir, exist_ok=True)
     todo = missing_files(names, args.cam_out_dir, ".npy")
     resolve_cam_weights(args.cam_weights_name)  # fail early, before any worker starts

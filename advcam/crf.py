@@ -51,3 +51,36 @@ def crf_inference_label(img: np.ndarray, labels: np.ndarray, n_labels: int, t: i
                            compat=BILATERAL_COMPAT)
     q = d.inference(t)
     return np.argmax(np.asarray(q).reshape((n_labels, h, w)), axis=0)
+
+
+# kazuto1011/deeplab-pytorch configs/voc12.yaml, block CRF: the final segmentation network's refinement
+SEG_CRF_ITERS = 10
+SEG_GAUSSIAN_SXY, SEG_GAUSSIAN_COMPAT = 1, 3
+SEG_BILATERAL_SXY, SEG_BILATERAL_SRGB, SEG_BILATERAL_COMPAT = 67, 3, 4
+
+
+def crf_inference_probs(img: np.ndarray, probs: np.ndarray, t: int = SEG_CRF_ITERS,
+                        gaussian_sxy: float = SEG_GAUSSIAN_SXY, gaussian_compat: float = SEG_GAUSSIAN_COMPAT,
+                        bilateral_sxy: float = SEG_BILATERAL_SXY, bilateral_srgb: float = SEG_BILATERAL_SRGB,
+                        bilateral_compat: float = SEG_BILATERAL_COMPAT) -> np.ndarray:
+    """Class probabilities [C, H, W] (float32) after ``t`` mean-field steps of a DenseCRF whose unary is
+    -log ``probs``, with deeplab-pytorch's VOC kernels by default.
+
+    ``img``: the raw RGB uint8 image [H, W, 3] (deeplab-pytorch passes its mean-subtracted image cast to uint8,
+    which wraps negative values; that is not reproduced). ``probs``: [C, H, W], each pixel summing to 1.
+    """
+    img = np.asarray(img)
+    probs = np.asarray(probs, dtype=np.float32)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {img.dtype} {img.shape}")
+    if probs.ndim != 3 or probs.shape[1:] != img.shape[:2]:
+        raise ValueError(f"probabilities have shape {probs.shape}, the image is {img.shape[0]}x{img.shape[1]}")
+    c, h, w = probs.shape
+    dcrf, _ = _densecrf()
+    from pydensecrf.utils import unary_from_softmax
+    d = dcrf.DenseCRF2D(w, h, c)
+    d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs)))
+    d.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
+    d.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=np.ascontiguousarray(img),
+                           compat=bilateral_compat)
+    return np.asarray(d.inference(t), dtype=np.float32).reshape(c, h, w)

@@ -3,14 +3,16 @@ CAMs and predicted label maps read as the reference reads them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
-from advcam.io import missing_files
+from advcam.errors import BadInputError, MissingInputError
+from advcam.io import load_label_png, missing_files
 from advcam.voc12.dataloader import load_img_name_list
 
 NUM_SEG_CLASSES = 21
+THRESHOLDS = tuple(round(0.15 + 0.01 * i, 2) for i in range(20))  # 0.15, 0.16, ..., 0.34 (AdvCAM's sweep)
 
 
 def seed_prediction(cam_dict: dict, threshold: float) -> np.ndarray:
@@ -31,7 +33,7 @@ def require_predictions(args, names: list[str], folder: str, suffix: str, what: 
     """Fail before evaluating, naming a missing ``<folder>/<id><suffix>`` and the pass that writes it."""
     missing = missing_files(names, folder, suffix)
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{len(missing)} of {len(names)} {what} missing, e.g. {os.path.join(folder, missing[0] + suffix)}: "
             f"run the {make_pass} pass (--{make_pass}_pass True) with an --infer_list that covers the "
             f"{args.chainer_eval_set} split")
@@ -40,10 +42,26 @@ def require_predictions(args, names: list[str], folder: str, suffix: str, what: 
 def load_prediction(out_dir: str, name: str) -> np.ndarray:
     """Predicted label map with 255 mapped to background, as the reference evaluates it."""
     path = os.path.join(out_dir, name + ".png")
-    pred = np.array(Image.open(path))
-    if pred.ndim != 2:
-        raise ValueError(f"{path}: expected a single-channel label map, got shape {pred.shape}")
+    pred = np.array(load_label_png(path, "prediction", f"rerun the pass that writes {out_dir}"))
     pred[pred == 255] = 0
     if pred.max(initial=0) >= NUM_SEG_CLASSES:
-        raise ValueError(f"{path}: label {int(pred.max())} is not a VOC class (0-20)")
+        raise BadInputError(f"{path}: label {int(pred.max())} is not a VOC class (0-20)")
     return pred
+
+
+def update_seed_sweep(confs: list, thresholds: Sequence[float], cam_dict: dict, gt: np.ndarray, path: str) -> None:
+    """Add one image's seed labels at every background threshold to ``confs`` (one ConfusionMatrix per threshold).
+
+    Foreground where the largest "high_res" map exceeds the threshold, labelled by its class; the background
+    channel comes first, so it wins ties, as in the reference's argmax. ``path`` names the CAM file in errors."""
+    high_res = np.asarray(cam_dict["high_res"])
+    if high_res.shape[1:] != gt.shape:
+        raise BadInputError(f"{path}: high_res is {high_res.shape[1:]}, ground truth is {gt.shape}; the CAM files "
+                            "do not belong to this --voc12_root")
+    keys = np.pad(np.asarray(cam_dict["keys"]) + 1, (1, 0))
+    if len(high_res):
+        fg_max, fg = high_res.max(0), keys[high_res.argmax(0) + 1]
+    else:
+        fg_max, fg = np.zeros(gt.shape, np.float32), np.zeros(gt.shape, np.int64)
+    for conf, th in zip(confs, thresholds, strict=True):
+        conf.update(np.where(fg_max > th, fg, 0), gt)

@@ -8,6 +8,8 @@ from PIL import Image
 
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), dtype=np.float32)
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), dtype=np.float32)
+_MEAN64 = np.array((0.485, 0.456, 0.406), dtype=np.float64)
+_STD64 = np.array((0.229, 0.224, 0.225), dtype=np.float64)
 
 
 def pil_resize(img: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
@@ -50,8 +52,12 @@ def random_lr_flip(img):
 
 
 def normalize(img: np.ndarray) -> np.ndarray:
-    """uint8 RGB -> float32 (x/255 - mean) / std."""
-    return ((np.asarray(img, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+    """uint8 RGB -> float32 (x / 255 - mean) / std, computed in float64 and stored as float32, as the reference's
+    ``Normalize`` does (so the same image gives the same input tensor bit for bit)."""
+    arr = np.asarray(img)
+    out = np.empty(arr.shape, np.float32)
+    out[...] = (arr / 255.0 - _MEAN64) / _STD64
+    return out
 
 
 def denormalize(img: np.ndarray) -> np.ndarray:

@@ -65,18 +65,6 @@ class PathIndex:
 
     # reference names
     @property
-    def default_path_indices(self) -> list[torch.Tensor]:
-        return self.path_indices
-
-    @property
-    def default_src_indices(self) -> torch.Tensor:
-        return self.src_indices
-
-    @property
-    def default_dst_indices(self) -> torch.Tensor:
-        return self.dst_indices
-
-    @property
     def n_directions(self) -> int:
         return len(self.search_dst)
 

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from advcam.errors import BadInputError, MissingInputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
@@ -80,12 +82,61 @@ def save_cam_npy(path: str | os.PathLike, keys, cam, high_res) -> None:
     save_npy(path, {"keys": keys_t, "cam": cam_t, "high_res": hr.astype(np.float32, copy=False)})
 
 
-def load_cam_npy(path: str | os.PathLike) -> dict:
-    """Load a CAM ``.npy`` as the reference does (``np.load(..., allow_pickle=True).item()``)."""
+def describe_error(e: BaseException) -> str:
+    """``Type: first line of the message`` of a library's exception (some span many lines)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+CAM_PASSES = "the CAM pass (make_cam or obtain_CAM_masking.py)"
+
+
+def load_npy_dict(path: str | os.PathLike, what: str, make_pass: str) -> dict:
+    """A dict saved with ``np.save`` (``np.load(..., allow_pickle=True).item()``, as the reference reads it).
+
+    A missing, truncated or foreign file raises one error that names it and the pass that writes it."""
     try:
-        return np.load(path, allow_pickle=True).item()
+        obj = np.load(path, allow_pickle=True)
+        obj = obj.item() if obj.ndim == 0 else obj
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"CAM file {path} not found: run the CAM pass (make_cam or obtain_CAM_masking.py) "
-            f"with the same --cam_out_dir first"
-        ) from None
+        raise MissingInputError(f"{what} {path} not found: run {make_pass} with the same output folder first") from None
+    except Exception as e:  # truncated (EOFError, ValueError), not an .npy (ValueError, UnpicklingError), ...
+        raise BadInputError(f"{path}: unreadable {what} ({describe_error(e)}); delete it and rerun "
+                            f"{make_pass}, which rewrites missing files") from None
+    if not isinstance(obj, dict):
+        raise BadInputError(f"{path}: not a {what} (a dict saved with np.save); delete it and rerun {make_pass}")
+    return obj
+
+
+def load_cam_npy(path: str | os.PathLike) -> dict:
+    """Load a CAM ``.npy`` as the reference does; a missing or damaged file names itself and the CAM pass."""
+    return load_npy_dict(path, "CAM file", CAM_PASSES)
+
+
+def load_label_png(path: str | os.PathLike, what: str, make_pass: str) -> np.ndarray:
+    """A single-channel label PNG as uint8 [H, W] (palette indices for a palette PNG).
+
+    A missing or damaged file raises one error naming it and ``make_pass``, the step that (re)writes it."""
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise MissingInputError(f"{what} {path} not found: {make_pass}") from None
+    except Exception as e:  # truncated or not an image
+        raise BadInputError(f"{path}: unreadable {what} ({describe_error(e)}); delete it and rerun: "
+                            f"{make_pass}") from None
+    if arr.ndim != 2:
+        raise BadInputError(f"{path}: expected a single-channel label map, got shape {arr.shape}")
+    return arr
+
+
+def load_checkpoint(path: str | os.PathLike, what: str, make_pass: str):
+    """``torch.load`` of a weights file (``weights_only``), with one error naming the file when it is missing or
+    is not a torch checkpoint."""
+    if not os.path.isfile(path):
+        raise MissingInputError(f"{what} {path} not found: {make_pass}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a foreign or truncated file: pickle errors, "invalid load key", zip errors, EOF
+        raise BadInputError(f"{path}: not a torch checkpoint ({describe_error(e)}); point the flag at the "
+                            f"{what} file, or delete it and {make_pass}") from None

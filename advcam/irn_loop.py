@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from advcam import imutils
+from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_cam_npy, missing_files
 from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
 from advcam.utils import irn_network, pick_device
@@ -33,7 +34,7 @@ def pair_loader(names: list[str], args, device: torch.device) -> DataLoader:
 
 def build_irn(args, device: torch.device) -> EdgeDisplacement:
     """The inference IRN with the trained weights, in eval mode."""
-    model = irn_network(args).EdgeDisplacement(crop_size=args.irn_crop_size)
+    model = irn_network(args).EdgeDisplacement(crop_size=getattr(args, "irn_infer_pad", 512))
     load_irn_weights(model, args.irn_weights_name)
     return model.to(device).eval()
 
@@ -54,14 +55,14 @@ def load_cams(cam_dir: str, name: str, size: tuple[int, int], device: torch.devi
     path = os.path.join(cam_dir, name + ".npy")
     cam_dict = load_cam_npy(path)
     if not isinstance(cam_dict, dict) or not {"cam", "keys"} <= set(cam_dict):
-        raise ValueError(f"{path}: not a CAM file with 'cam' and 'keys' (as make_cam / obtain_CAM_masking.py write)")
+        raise BadInputError(f"{path}: not a CAM file with 'cam' and 'keys' (as make_cam / obtain_CAM_masking.py write)")
     keys = np.asarray(cam_dict["keys"], dtype=np.int64).reshape(-1)
     cams = torch.as_tensor(cam_dict["cam"], dtype=torch.float32)
     if cams.ndim != 3 or len(cams) != len(keys):
-        raise ValueError(f"{path}: 'cam' has shape {tuple(cams.shape)} for {len(keys)} keys; expected [K, h, w]")
+        raise BadInputError(f"{path}: 'cam' has shape {tuple(cams.shape)} for {len(keys)} keys; expected [K, h, w]")
     hw = imutils.get_strided_size(size, 4)
     if tuple(cams.shape[1:]) != hw:
-        raise ValueError(f"{path}: 'cam' is {tuple(cams.shape[1:])}, expected {hw} for the {size[0]}x{size[1]} "
+        raise BadInputError(f"{path}: 'cam' is {tuple(cams.shape[1:])}, expected {hw} for the {size[0]}x{size[1]} "
                          "image: the CAM files do not belong to this --voc12_root")
     return cams.to(device), keys
 
@@ -69,11 +70,11 @@ def load_cams(cam_dir: str, name: str, size: tuple[int, int], device: torch.devi
 def check_inputs(args, names: list[str]) -> None:
     """Fail early, naming the file, when the IRN weights or a CAM file is missing."""
     if not os.path.isfile(args.irn_weights_name):
-        raise FileNotFoundError(f"IRN weights {args.irn_weights_name} not found: run the train_irn pass "
+        raise MissingInputError(f"IRN weights {args.irn_weights_name} not found: run the train_irn pass "
                                 "(--train_irn_pass True) or point --irn_weights_name at them")
     missing = missing_files(names, args.cam_out_dir, ".npy")
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{len(missing)} CAM files missing, e.g. {os.path.join(args.cam_out_dir, missing[0] + '.npy')}: run the "
             "CAM pass (make_cam or obtain_CAM_masking.py) over --infer_list with the same --cam_out_dir first")
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from advcam.steps import make_advcam
-from advcam.utils import check_network_flags, default_voc12_root, flat_scales, float_list, setup_logging, str2bool
+from advcam.utils import (
+    check_flag_ranges,
+    check_network_flags,
+    check_voc12_root,
+    default_voc12_root,
+    flat_scales,
+    float_list,
+    run_cli,
+    setup_logging,
+    str2bool,
+)
 
 TARGET_LAYERS = ("stage1", "stage2", "stage3", "stage4")
 
@@ -57,7 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip_bad_images", default=False, type=str2bool,
                    help="log and skip unreadable images instead of stopping")
     p.add_argument("--log_name", default=None, type=str, help="also append the log to <log_name>.log")
+    p.add_argument("--save_steps", default=None, type=str, nargs="+", metavar="ID[,ID...]",
+                   help="also write the map after every climbing step of these images to <cam_out_dir>/steps/<id>.npy "
+                        "(for scripts/report.py's animation)")
     return p
+
+
+FLAG_RANGES = {"num_workers": "nonnegative", "cam_scales": "positive", "AD_coeff": "nonnegative",
+               "score_th": "fraction", "max_batch_pixels": "positive"}
 
 
 def validate_args(args, parser: argparse.ArgumentParser) -> None:
@@ -71,9 +87,11 @@ def validate_args(args, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--images_per_batch must be >= 1, got {args.images_per_batch}")
     if args.adv_iter < 1:
         parser.error(f"--adv_iter must be >= 1, got {args.adv_iter}")
-    if not os.path.isdir(os.path.join(args.voc12_root, "JPEGImages")):
-        parser.error(f"--voc12_root {args.voc12_root} has no JPEGImages/ folder: point it at PASCAL VOC 2012 "
-                     "(or set VOC12_ROOT), or run the toy demo with `bash get_mask_quality.sh`")
+    if args.AD_stepsize <= 0:
+        parser.error(f"--AD_stepsize must be > 0, got {args.AD_stepsize}: the climb ascends the class score "
+                     "(anti-adversarial); a negative step would run an adversarial (descending) attack")
+    check_flag_ranges(args, parser, FLAG_RANGES)
+    check_voc12_root(args.voc12_root, parser, "obtain_CAM_masking.py")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,7 +105,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def cli() -> None:
-    try:
-        main()
-    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
-        sys.exit(f"obtain_CAM_masking.py: error: {e}")
+    run_cli(main, "obtain_CAM_masking.py")

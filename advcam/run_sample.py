@@ -16,10 +16,13 @@ import time
 
 from advcam.io import atomic_path
 from advcam.utils import (
+    check_flag_ranges,
     check_network_flags,
+    check_voc12_root,
     default_voc12_root,
     flat_scales,
     float_list,
+    run_cli,
     seed_everything,
     setup_logging,
     str2bool,
@@ -28,10 +31,25 @@ from advcam.utils import (
 log = logging.getLogger("advcam")
 
 PASSES = ("train_cam", "make_cam", "eval_cam", "cam_to_ir_label", "train_irn", "make_ins_seg", "eval_ins_seg",
-          "make_sem_seg", "eval_sem_seg")
+          "make_sem_seg", "eval_sem_seg", "train_seg", "make_seg", "eval_seg")
 MODULES = {"train_cam": "train_cam", "make_cam": "make_cam", "eval_cam": "eval_cam",
            "cam_to_ir_label": "cam_to_ir_label", "train_irn": "train_irn", "make_ins_seg": "make_ins_seg_labels",
-           "eval_ins_seg": "eval_ins_seg", "make_sem_seg": "make_sem_seg_labels", "eval_sem_seg": "eval_sem_seg"}
+           "eval_ins_seg": "eval_ins_seg", "make_sem_seg": "make_sem_seg_labels", "eval_sem_seg": "eval_sem_seg",
+           "train_seg": "train_seg", "make_seg": "make_seg", "eval_seg": "eval_seg"}
+
+
+FLAG_RANGES = {
+    "num_workers": "nonnegative", "cam_crop_size": "positive", "cam_resize_long": "positive",
+    "cam_batch_size": "positive", "cam_num_epoches": "positive", "cam_learning_rate": "positive",
+    "cam_weight_decay": "nonnegative", "cam_momentum": "nonnegative", "cam_eval_thres": "fraction",
+    "cam_scales": "positive", "conf_fg_thres": "fraction", "conf_bg_thres": "fraction",
+    "irn_crop_size": "positive", "irn_infer_pad": "positive", "irn_batch_size": "positive",
+    "irn_num_epoches": "positive", "irn_learning_rate": "positive", "irn_weight_decay": "nonnegative",
+    "beta": "positive", "exp_times": "nonnegative", "ins_seg_bg_thres": "fraction", "sem_seg_bg_thres": "fraction",
+    "seg_crop_size": "positive", "seg_learning_rate": "positive", "seg_momentum": "nonnegative",
+    "seg_weight_decay": "nonnegative", "seg_poly_power": "nonnegative", "seg_checkpoint_every": "positive",
+    "seg_infer_scales": "positive",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf_bg_thres", default=0.15, type=float)
     # Inter-pixel Relation Network (IRNet)
     p.add_argument("--irn_network", default="net.resnet50_irn", type=str)
-    p.add_argument("--irn_crop_size", default=512, type=int)
+    p.add_argument("--irn_crop_size", default=512, type=int, help="random crop of IRN training")
+    p.add_argument("--irn_infer_pad", default=512, type=int,
+                   help="IRN inference zero-pads each image to at least this size (rounded up to 16), as the "
+                        "reference always pads to 512")
     p.add_argument("--irn_batch_size", default=32, type=int)
     p.add_argument("--irn_num_epoches", default=3, type=int)
     p.add_argument("--irn_learning_rate", default=0.1, type=float)
@@ -86,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_times", default=8, type=int, help="the transition matrix is squared this many times")
     p.add_argument("--ins_seg_bg_thres", default=0.25, type=float)
     p.add_argument("--sem_seg_bg_thres", default=0.25, type=float)
+    add_seg_flags(p)
     # Output Path
     p.add_argument("--log_name", default="sample_train_eval", type=str)
     p.add_argument("--cam_weights_name", default="sess/res50_cam.pth", type=str)
@@ -107,31 +129,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_voc12_root(args, parser: argparse.ArgumentParser) -> None:
-    """Stop with guidance when the VOC root does not exist (the default path most of all)."""
-    if os.path.isdir(os.path.join(args.voc12_root, "JPEGImages")):
-        return
-    default = args.voc12_root == default_voc12_root() and "VOC12_ROOT" not in os.environ
-    hint = (
-        "No VOC data at the default --voc12_root. Either point --voc12_root (or the VOC12_ROOT environment "
-        "variable) at PASCAL VOC 2012 with SBD (a folder with JPEGImages/, SegmentationClass/, Annotations/ "
-        "and ImageSets/Segmentation/{train,train_aug,val}.txt), or run the toy demo on this machine: "
-        "`bash get_mask_quality.sh` (it builds a toy VOC set with scripts/make_toy_voc.py)."
-        if default else
-        f"--voc12_root {args.voc12_root} has no JPEGImages/ folder: point it at a VOC2012 devkit folder "
-        "(JPEGImages/, SegmentationClass/, Annotations/, ImageSets/Segmentation/).")
-    parser.exit(2, f"run_sample.py: error: {hint}\n")
+def add_seg_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of stage 3 (train_seg, make_seg, eval_seg); see docs/segmentation.md."""
+    g = p.add_argument_group("Segmentation network", "stage 3: train_seg, make_seg, eval_seg (docs/segmentation.md)")
+    g.add_argument("--seg_network", default="deeplab_v2", type=str,
+                   help="deeplab_v2 (ResNet-101), deeplabv3_resnet101, deeplabv3_resnet50 or efficientnet_lite0_seg")
+    g.add_argument("--seg_recipe", default="advcam", choices=("advcam", "deeplab-pytorch"),
+                   help="advcam: batch 10, 30k iterations, scales 0.5-2.0, balanced CE (AdvCAM#9); deeplab-pytorch: "
+                        "5 x 2 accumulation, 20k iterations, scales 0.5-1.5, plain CE (configs/voc12.yaml)")
+    g.add_argument("--seg_label_dir", default=None, type=str,
+                   help="training labels <id>.png (default: --sem_seg_out_dir; <voc12_root>/SegmentationClass "
+                        "for the fully supervised baseline)")
+    g.add_argument("--seg_train_list", default="voc12/train_aug.txt", type=str)
+    g.add_argument("--seg_infer_list", default="voc12/val.txt", type=str, help="images of make_seg and eval_seg")
+    g.add_argument("--seg_pretrained", default=None, type=str,
+                   help="a torchvision ResNet ImageNet state dict; 'none' trains from scratch (default: "
+                        "torchvision's download)")
+    g.add_argument("--seg_batch_size", default=None, type=int, help="crops per step (default: the recipe's)")
+    g.add_argument("--seg_iter_size", default=None, type=int,
+                   help="gradient accumulation steps per update (default: the recipe's)")
+    g.add_argument("--seg_num_iters", default=None, type=int, help="updates (default: the recipe's)")
+    g.add_argument("--seg_scales", default=None, type=float_list, nargs="+",
+                   help="training scales, one drawn per crop (default: the recipe's)")
+    g.add_argument("--seg_loss", default=None, choices=("balanced", "ce"), help="default: the recipe's")
+    g.add_argument("--seg_crop_size", default=321, type=int)
+    g.add_argument("--seg_learning_rate", default=2.5e-4, type=float, help="backbone lr; head weights 10x, biases 20x")
+    g.add_argument("--seg_momentum", default=0.9, type=float)
+    g.add_argument("--seg_weight_decay", default=5e-4, type=float)
+    g.add_argument("--seg_poly_power", default=0.9, type=float)
+    g.add_argument("--seg_train_backbone", default=True, type=str2bool,
+                   help="False: train the head only (CPU demos)")
+    g.add_argument("--seg_checkpoint_every", default=5000, type=int,
+                   help="write <seg_weights_name>.ckpt every N iterations (and at the end); a rerun resumes")
+    g.add_argument("--seg_amp", default=True, type=str2bool, help="bf16 autocast on CUDA (ignored on the CPU)")
+    g.add_argument("--seg_weights_name", default="sess/seg.pth", type=str)
+    g.add_argument("--seg_out_dir", default="result/seg", type=str)
+    g.add_argument("--seg_crf", default=True, type=str2bool, help="also write CRF-refined maps (make_seg, eval_seg)")
+    g.add_argument("--seg_crf_out_dir", default="result/seg_crf", type=str)
+    g.add_argument("--seg_infer_scales", default=(0.5, 0.75, 1.0, 1.25, 1.5), type=float_list, nargs="+")
+    g.add_argument("--seg_infer_flip", default=True, type=str2bool)
+    g.add_argument("--seg_export_test", default=None, type=str, metavar="DIR",
+                   help="make_seg also predicts --seg_test_list into DIR/results/VOC2012/Segmentation/"
+                        "comp6_test_cls/ and packs DIR/results.tgz for the VOC evaluation server")
+    g.add_argument("--seg_test_root", default=None, type=str, help="VOC2012 test folder (default: --voc12_root)")
+    g.add_argument("--seg_test_list", default="voc12/test.txt", type=str)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.cam_scales = flat_scales(args.cam_scales)
+    args.seg_infer_scales = flat_scales(args.seg_infer_scales)
+    args.seg_scales = flat_scales(args.seg_scales) if args.seg_scales else None
     check_network_flags(args, parser)
+    check_flag_ranges(args, parser, FLAG_RANGES)
     if not any(getattr(args, f"{n}_pass") for n in PASSES):
         parser.exit(2, "run_sample.py: nothing to do: switch passes on, e.g. --train_cam_pass True "
                        "--make_cam_pass True --eval_cam_pass True\n")
-    check_voc12_root(args, parser)
+    check_voc12_root(args.voc12_root, parser, "run_sample.py")
     for d in (os.path.dirname(args.cam_weights_name), os.path.dirname(args.irn_weights_name), args.cam_out_dir,
               args.ir_label_out_dir, args.sem_seg_out_dir, args.ins_seg_out_dir):
         if d:
@@ -152,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 EVALUATED_DIR = {"eval_cam": lambda a: a.cam_out_dir, "eval_sem_seg": lambda a: a.sem_seg_out_dir,
-                 "eval_ins_seg": lambda a: a.ins_seg_out_dir}
+                 "eval_ins_seg": lambda a: a.ins_seg_out_dir, "eval_seg": lambda a: a.seg_out_dir}
 
 
 def record_result(path: str, key: str, value) -> None:
@@ -167,7 +222,4 @@ def record_result(path: str, key: str, value) -> None:
 
 
 def cli() -> None:
-    try:
-        main()
-    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
-        sys.exit(f"run_sample.py: error: {e}")
+    run_cli(main, "run_sample.py")

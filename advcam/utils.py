@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import torch
 
+from advcam.errors import BadInputError, MissingInputError, UserError
+
 DEFAULT_VOC12_ROOT = "Dataset/VOC2012_SEG_AUG/"
 
 
@@ -65,12 +67,12 @@ def network_module(flag: str, value: str):
     name = value.split(".")[-1]
     kind = flag.split("_")[0]  # "cam" or "irn"
     if not name.endswith("_" + kind):
-        raise ValueError(f"--{flag} {value!r}: not an {kind.upper()} network; the {kind.upper()} networks are "
+        raise BadInputError(f"--{flag} {value!r}: not an {kind.upper()} network; the {kind.upper()} networks are "
                          f"{', '.join(network_names(kind))}")
     try:
         return importlib.import_module(f"advcam.nets.{name}")
     except ModuleNotFoundError:
-        raise ValueError(f"--{flag} {value!r}: no module advcam.nets.{name}; the {kind.upper()} networks are "
+        raise BadInputError(f"--{flag} {value!r}: no module advcam.nets.{name}; the {kind.upper()} networks are "
                          f"{', '.join(network_names(kind))}") from None
 
 
@@ -85,21 +87,34 @@ def irn_network(args):
     return network_module("irn_network", getattr(args, "irn_network", None) or NETWORK_DEFAULTS["irn_network"])
 
 
+def cam_network(args):
+    """The CAM network module that ``args.cam_network`` names (default: ResNet-50); it provides ``Net``,
+    ``CAM`` and ``build_cam_net``."""
+    return network_module("cam_network", getattr(args, "cam_network", None) or NETWORK_DEFAULTS["cam_network"])
+
+
+CAM_NETWORK_API = ("Net", "CAM", "build_cam_net")
+
+
 def check_network_flags(args, parser: argparse.ArgumentParser) -> None:
     """``--cam_network``/``--irn_network`` name network modules of ``advcam.nets``, as in the reference.
 
-    The CAM network is ResNet-50 only (the AdvCAM engines and checkpoints assume it); the IRN network is
-    ResNet-50 or EfficientNet-Lite0. Anything else is refused, not ignored."""
-    for flag, default in NETWORK_DEFAULTS.items():
+    A CAM network is a module ``advcam.nets.*_cam`` with ``Net``, ``CAM`` and ``build_cam_net`` (ResNet-50 or
+    EfficientNet-Lite0); the IRN network is ResNet-50 or EfficientNet-Lite0. Anything else is refused, not
+    ignored."""
+    for flag in NETWORK_DEFAULTS:
         value = getattr(args, flag, None)
         if value is None:
             continue
-        if flag == "cam_network" and value.split(".")[-1] != default:
-            parser.error(f"--cam_network {value!r}: only net.{default} (advcam.nets.{default}) is implemented")
         try:
-            network_module(flag, value)
+            module = network_module(flag, value)
         except ValueError as e:
             parser.error(str(e))
+        if flag == "cam_network":
+            missing = [a for a in CAM_NETWORK_API if not hasattr(module, a)]
+            if missing:
+                parser.error(f"--cam_network {value!r}: {module.__name__} lacks {', '.join(missing)}; the CAM "
+                             f"networks are {', '.join(network_names('cam'))}")
 
 
 def pretrained_source(args) -> str | None:
@@ -107,6 +122,53 @@ def pretrained_source(args) -> str | None:
     if getattr(args, "no_pretrained", False):
         return None
     return getattr(args, "pretrained", None) or "torchvision"
+
+
+RANGES = {
+    "positive": (lambda v: v > 0, "must be > 0"),
+    "nonnegative": (lambda v: v >= 0, "must be >= 0"),
+    "fraction": (lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
+}
+
+
+def check_flag_ranges(args, parser: argparse.ArgumentParser, spec: dict[str, str]) -> None:
+    """Refuse flag values outside their range, naming the flag: ``spec`` maps a flag to "positive",
+    "nonnegative" or "fraction" (a list-valued flag is checked element by element); absent flags are skipped."""
+    for flag, kind in spec.items():
+        if not hasattr(args, flag):
+            continue
+        ok, rule = RANGES[kind]
+        value = getattr(args, flag)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not all(ok(v) for v in values):
+            parser.error(f"--{flag} {rule}, got {value}")
+
+
+def run_cli(main, prog: str) -> None:
+    """Run ``main()``; a :class:`~advcam.errors.UserError` is printed as one line and exits with status 2.
+
+    Any other exception is a bug and keeps its traceback."""
+    try:
+        main()
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_voc12_root(root: str, parser: argparse.ArgumentParser, prog: str) -> None:
+    """Stop with one line of guidance when ``root`` has no JPEGImages/ (the default path most of all)."""
+    if os.path.isdir(os.path.join(root, "JPEGImages")):
+        return
+    if root == default_voc12_root() and "VOC12_ROOT" not in os.environ:
+        hint = ("No VOC data at the default --voc12_root. Either point --voc12_root (or the VOC12_ROOT environment "
+                "variable) at PASCAL VOC 2012 with SBD (a folder with JPEGImages/, SegmentationClass/, Annotations/ "
+                "and ImageSets/Segmentation/), or run the toy demo on this machine: `bash get_mask_quality.sh` (it "
+                "builds a toy VOC set with scripts/make_toy_voc.py).")
+    else:
+        hint = (f"--voc12_root {root} has no JPEGImages/ folder: point it at a VOC2012 devkit folder "
+                "(JPEGImages/, SegmentationClass/, Annotations/, ImageSets/Segmentation/); "
+                "`python scripts/check_voc.py --voc12_root DIR` checks one.")
+    parser.exit(2, f"{prog}: error: {hint}\n")
 
 
 def default_voc12_root() -> str:
@@ -181,6 +243,6 @@ def resolve_cam_weights(path: str) -> str:
         return path
     if os.path.isfile(path + ".pth"):
         return path + ".pth"
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"CAM weights not found at {path} (nor at the reference's {path}.pth): run the train_cam pass "
         "(python run_sample.py --train_cam_pass True) or pass --cam_weights_name PATH")

@@ -1,4 +1,6 @@
-"""Print the results table of a pipeline run: ``results_table.py RESULTS.json "Row name=key" ...``."""
+"""Print the results table of a pipeline run: ``results_table.py RESULTS.json "Row name=key" ...``.
+
+A key ``eval_pass:folder#sub`` reads the ``sub`` entry of that result (eval_seg's ``crf``)."""
 import json
 import sys
 
@@ -13,10 +15,18 @@ def main(argv: list[str] | None = None) -> None:
     width = max(len(name) for name, _ in rows)
     print(f"\n{'stage':<{width}}  mIoU (%)")
     print("-" * (width + 10))
+    missing = []
     for name, key in rows:
-        if key in results:
-            print(f"{name:<{width}}  {100 * results[key]['miou']:8.2f}")
+        key, _, sub = key.partition("#")  # "eval_seg:DIR#crf": the "crf" entry of that result
+        if key in results and (not sub or sub in results[key]):
+            print(f"{name:<{width}}  {100 * (results[key][sub] if sub else results[key])['miou']:8.2f}")
+        else:
+            print(f"{name:<{width}}  {'missing':>8}")
+            missing.append(key)
     print()
+    if missing:
+        sys.exit(f"results_table.py: error: {argv[0]} has no result for {', '.join(missing)}: run that evaluation "
+                 "pass with --results_json (a folder flag overridden in the extra arguments changes the key)")
 
 
 if __name__ == "__main__":

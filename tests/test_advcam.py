@@ -1,4 +1,5 @@
 """AdvCAM engines: the fast engine against the literal reference, Grad-CAM identities, paper properties."""
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TinyCAM, flip_pairs
@@ -23,6 +24,7 @@ def _random_tiny(seed=0, num_classes=4):
     return TinyCAM(num_classes).eval()
 
 
+@pytest.mark.slow
 def test_fast_equals_reference_on_resnet50_several_classes():
     torch.manual_seed(0)
     model = CAM().eval()

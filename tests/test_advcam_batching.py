@@ -8,7 +8,7 @@ import torch
 from conftest import TinyCAM, flip_pairs, save_random_cam_weights, square_images
 
 from advcam import obtain_cam_masking
-from advcam.advcam import advcam_image, advcam_images
+from advcam.advcam import advcam_image, advcam_images, climb_fast
 from advcam.cam_loop import device_layout
 from advcam.io import load_cam_npy
 from advcam.steps import make_advcam
@@ -46,6 +46,7 @@ def test_advcam_images_refuses_mismatched_sizes():
         advcam_images(model, images[:1], scales, [[0], [1]], [(48, 64)], adv_iter=2)
 
 
+@pytest.mark.slow
 def test_images_per_batch_end_to_end_same_files(tmp_path, tiny_voc, monkeypatch):
     save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
     # ids 1, 2, 4, 5, 7 are 48x64 and 0, 3, 6 are 64x48; 4 is unreadable and skipped without ending its group,
@@ -107,18 +108,45 @@ def test_channels_last_layout_on_cpu_matches_reference(trained_tiny_cam):
         assert (cam - ref_cam).abs().max() <= 1e-4 and (high - ref_high).abs().max() <= 1e-4
 
 
-def test_bf16_autocast_on_cpu_stays_close(trained_tiny_cam):
+def _objective_gradient(model, pair, c, amp: bool) -> torch.Tensor:
+    """dL_cls/dx of one climbing step (y_c - sum_{k != c} y_k, logits = mean of ReLU maps), optionally in bf16."""
+    x = pair.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        S = torch.nn.functional.conv2d(model.features(x), model.classifier.weight)
+    y = torch.relu(S.float()).mean((2, 3))
+    return torch.autograd.grad(2 * y[:, c].sum() - y.sum(), x)[0]
+
+
+def test_bf16_one_step_agrees_with_float32_to_bf16_precision(trained_tiny_cam):
+    """One forward/backward of the climb under bf16 autocast vs float32, measured in units of bf16's epsilon.
+
+    The climb itself is chaotic (float-level differences grow over the steps, whatever the machine), so only one
+    step is compared: the map R(x_0) within 2 eps of its maximum and the objective's input gradient within
+    16 eps (relative L2), a few roundings per layer of the 3-layer network. The difference must not be zero
+    (autocast really ran in bf16), and a whole climb in bf16 stays finite."""
+    eps = torch.finfo(torch.bfloat16).eps
+    model = copy.deepcopy(trained_tiny_cam)
+    for p in model.parameters():
+        p.requires_grad_(False)
     images, keys, scales = _square_inputs()
+    checked = 0
+    for pairs, k in zip(images, keys, strict=True):
+        for c in k:
+            x0 = pairs[0][None]
+            f32 = climb_fast(model, x0, [c], 1, 0.08, 7.0, 0.5)
+            bf16 = climb_fast(model, x0, [c], 1, 0.08, 7.0, 0.5, amp_dtype=torch.bfloat16)
+            assert (f32 - bf16).abs().max() <= 2 * eps * f32.abs().max()
+            g32, g16 = (_objective_gradient(model, pairs[0], c, amp) for amp in (False, True))
+            rel = float((g32 - g16).norm() / g32.norm())
+            assert 0 < rel <= 16 * eps, rel
+            checked += 1
+    assert checked >= 4
     model, cl_images = device_layout(copy.deepcopy(trained_tiny_cam), images, channels_last=True)
-    f32 = advcam_images(model, cl_images, scales, keys, [(64, 64)] * len(images), **KW)
-    bf16 = advcam_images(model, cl_images, scales, keys, [(64, 64)] * len(images), **KW, amp_dtype=torch.bfloat16)
-    dev = max(float((a - b).abs().max()) for x, y in zip(f32, bf16, strict=True) for a, b in zip(x, y, strict=True))
-    print(f"bf16 vs float32, max abs diff of the max-normalised maps: {dev:.4f}")
-    assert all(torch.isfinite(m).all() for out in bf16 for m in out)
-    # Measured on an AMD EPYC CPU (no native bf16), torch 2.14: 0.0042 with 1 thread, 0.0055 with 2.
-    assert dev < 0.012
+    out = advcam_images(model, cl_images, scales, keys, [(64, 64)] * len(images), **KW, amp_dtype=torch.bfloat16)
+    assert all(torch.isfinite(m).all() for maps in out for m in maps)
 
 
+@pytest.mark.slow
 def test_bench_images_per_batch_row(capsys):
     import importlib
     import sys

@@ -18,6 +18,7 @@ def _load_bench():
     return importlib.import_module("bench_advcam")
 
 
+@pytest.mark.slow
 def test_bench_tiny_cpu_run(capsys):
     bench = _load_bench()
     out = bench.main(["--device", "cpu", "--size", "32x32", "--images", "1", "--classes", "1", "--adv_iter", "2",
@@ -42,6 +43,7 @@ def test_bench_refuses_amp_on_cpu(capsys):
     assert "--amp" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_fast_only_prints_na(capsys):
     bench = _load_bench()
     bench.main(["--device", "cpu", "--size", "32x32", "--images", "1", "--classes", "1", "--adv_iter", "1",

@@ -129,6 +129,7 @@ def _outputs(out_dir) -> dict[str, bytes]:
     return {f: open(os.path.join(out_dir, f), "rb").read() for f in sorted(os.listdir(out_dir))}
 
 
+@pytest.mark.slow
 def test_run_writes_resumes_and_matches_across_workers(tmp_path):
     args = _tiny_voc(tmp_path)
     stats = run(args)

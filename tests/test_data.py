@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 from advcam import imutils
+from advcam.errors import BadInputError
 from advcam.voc12 import CAT_LIST, VOC_PALETTE
 from advcam.voc12.dataloader import (
     VOC12ClassificationDataset,
-    VOC12ClassificationDatasetMSF,
     VOC12ImageDatasetMSF,
     decode_int_filename,
     get_cls_labels,
@@ -50,8 +50,13 @@ def test_list_parsing_keeps_string_ids(tmp_path):
 def test_list_falls_back_to_imagesets(tmp_path):
     root = make_root(tmp_path, {"2007_000032": [("cat", 0)]})
     assert load_img_name_list("voc12/does_not_exist/train.txt", root) == ["2007_000032"]
-    with pytest.raises(FileNotFoundError, match="train_aug.txt"):
-        load_img_name_list("voc12/train_aug.txt", root)
+    with pytest.raises(FileNotFoundError, match=r"does_not_exist/train_aug\.txt not found nor in .*ImageSets"):
+        load_img_name_list(str(tmp_path / "does_not_exist" / "train_aug.txt"), root)  # nor in the root
+    # an existing list is read as given, even where the root has its own: the shipped voc12/train_aug.txt
+    (tmp_path / "VOC" / "ImageSets/Segmentation/train_aug.txt").write_text("2007_000032\n")
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "voc12", "train_aug.txt")
+    assert len(load_img_name_list(shipped, root)) == 10582
+    assert load_img_name_list(str(tmp_path / "elsewhere" / "train_aug.txt"), root) == ["2007_000032"]
 
 
 def test_labels_from_xml_include_difficult_objects(tmp_path):
@@ -80,7 +85,7 @@ def test_string_keyed_labels_and_missing_ids(tmp_path):
     p = tmp_path / "cls.npy"
     np.save(p, {"img_a": np.eye(20, dtype=np.float32)[3]})
     assert get_cls_labels("unused", ["img_a"], str(p))[0, 3] == 1
-    with pytest.raises(KeyError, match="img_b"):
+    with pytest.raises(BadInputError, match=r"image img_b has no label in .*cls\.npy"):
         get_cls_labels("unused", ["img_b"], str(p))
 
 
@@ -114,21 +119,44 @@ def test_datasets(tmp_path):
     item = ds[1]
     assert item["img"].shape == (3, 24, 24) and item["img"].dtype == np.float32
     assert item["label"].sum() == 2
-    msf = VOC12ClassificationDatasetMSF("train.txt", root, scales=(1.0, 0.5))
-    item = msf[0]
+    item = VOC12ImageDatasetMSF("train.txt", root, scales=(1.0, 0.5))[0]
+    assert set(item) == {"name", "img", "size"}  # no label is read: the CAM passes take the labels separately
     assert [tuple(p.shape) for p in item["img"]] == [(2, 3, 30, 40), (2, 3, 15, 20)]
     assert torch.equal(item["img"][0][1], item["img"][0][0].flip(-1))
     assert item["size"] == (30, 40)
     assert load_seg_label(root, "2007_000039").shape == (40, 30)
-    # the unlabelled variant (IRN inference) gives the same inputs without reading any label
-    plain = VOC12ImageDatasetMSF(None, root, scales=(1.0, 0.5), names=["2007_000032"])[0]
-    assert set(plain) == {"name", "img", "size"} and plain["size"] == item["size"]
-    assert all(torch.equal(a, b) for a, b in zip(plain["img"], item["img"], strict=True))
 
 
 def test_missing_image_names_the_file(tmp_path):
     root = make_root(tmp_path, {"2007_000032": [("cat", 0)]})
     os.remove(os.path.join(root, "JPEGImages", "2007_000032.jpg"))
-    ds = VOC12ClassificationDatasetMSF("train.txt", root)
+    ds = VOC12ImageDatasetMSF("train.txt", root)
     with pytest.raises(FileNotFoundError, match="2007_000032.jpg"):
         ds[0]
+
+
+def test_normalize_is_the_reference_float64_formula_bit_for_bit():
+    """The reference's Normalize: per channel (uint8 / 255. - mean) / std in float64, stored into float32."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    literal = np.empty(img.shape, np.float32)
+    for c, (m, s) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)):
+        literal[..., c] = (img[..., c] / 255. - m) / s
+    assert np.array_equal(imutils.normalize(img), literal)
+    # every uint8 value of every channel, too (the float32 formula differs from this in the last bit for some)
+    every = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)
+    for c, (m, s) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)):
+        assert np.array_equal(imutils.normalize(every)[..., c], ((every[..., c] / 255. - m) / s).astype(np.float32))
+
+
+def test_setup_install_requires_are_ranges(tmp_path):
+    """requirements.txt pins torch exactly; the installed package only asks for lower bounds."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)], cwd=root,
+                   check=True, capture_output=True)
+    requires = (tmp_path / "advcam.egg-info" / "requires.txt").read_text().split()
+    pins = [r for r in open(os.path.join(root, "requirements.txt")).read().split("\n") if r.startswith("torch==")]
+    assert pins and "torch>=" + pins[0].split("==")[1] in requires
+    assert not [r for r in requires if "==" in r]

@@ -45,7 +45,7 @@ def lite():
     pytest.importorskip("skimage")
     demo = _load_demo()
     model = demo.load_classifier()
-    x = demo.to_input([demo.load_photo("chelsea")])
+    x = demo.to_input([demo.load_photo("chelsea", demo.SIZE)])
     with torch.no_grad():
         c = int(model(x).argmax())
     with AdvCAM(model, demo.TARGET_LAYER, adv_iter=1) as cam:
@@ -66,12 +66,16 @@ T_CLIMB = 16  # verified for T in 12..20: AdvCAM area 0.61-0.64 vs 0.519, logit 
 
 @pytest.fixture(scope="module")
 def lite_climbs(lite):
-    """AdvCAM maps and per-step logits of chelsea at lam = 7 (the paper's) and lam = 0 and 1000."""
+    """AdvCAM maps and per-step logits of chelsea with the reference's restriction at lam = 7 (the paper's) and
+    lam = 0 and 1000, and with the scale-free restriction (the default here) at lam = 7."""
     demo, model, x, c, _ = lite
-    return {lam: demo.run_maps(model, x, [c], adv_iter=T_CLIMB, xi=demo.XI_PIXEL_MATCHED, lam=lam)
-            for lam in (0.0, 7.0, 1000.0)}
+    out = {lam: demo.run_maps(model, x, [c], adv_iter=T_CLIMB, xi=demo.XI_PIXEL_MATCHED, lam=lam,
+                              restriction="reference") for lam in (0.0, 7.0, 1000.0)}
+    out["max"] = demo.run_maps(model, x, [c], adv_iter=T_CLIMB, xi=demo.XI_PIXEL_MATCHED)
+    return out
 
 
+@pytest.mark.slow
 def test_advcam_covers_more_than_gradcam(lite, lite_climbs):
     demo, _, _, _, R0 = lite
     adv, _ = lite_climbs[7.0]
@@ -107,15 +111,40 @@ def test_restriction_limits_change_inside_the_initial_region(lite, lite_climbs):
     assert inside_change(1000.0) < 0.9 * inside_change(0.0)  # measured 0.538 vs 0.745
 
 
+def test_scale_free_restriction_acts_at_the_papers_lambda(lite, lite_climbs):
+    """With the default (scale-free) restriction, lam = 7 holds back the change inside the initial region, which the
+    reference's form at lam = 7 does not do on this network."""
+    _, _, _, _, R0 = lite
+    region = normalize_maps(R0) > 0.5
+
+    def inside_change(key) -> float:
+        mean_step = lite_climbs[key][0][0] / T_CLIMB
+        return float((mean_step - R0).abs()[region].sum() / R0[region].sum())
+
+    # measured: lam 0 0.707, reference form at lam 7 0.729, scale-free at lam 7 0.663, reference form at lam 1000 0.589
+    assert inside_change("max") < 0.97 * inside_change(7.0)
+    assert inside_change("max") < 0.97 * inside_change(0.0)
+
+
+@pytest.mark.slow
 def test_demo_runs_and_writes_figure(lite, tmp_path, capsys):
     demo = lite[0]
     out = tmp_path / "fig.png"
-    res = demo.main(["--images", "coffee", "--adv_iter", "2", "--no_raw_xi", "--out", str(out), "--threads", "1"])
-    assert out.exists() and set(res) == {"coffee"}
-    assert "top-1 967 'espresso'" in capsys.readouterr().out
+    res = demo.main(["--images", "coffee", "--adv_iter", "2", "--out", str(out), "--threads", "1"])
+    assert out.exists() and set(res) == {"coffee"} and res["coffee"]["class"] == 967
+    assert "| coffee (espresso) |" in capsys.readouterr().out
     from PIL import Image
 
-    assert Image.open(out).size == (4 * 224 + 3 * 4, 224)
+    assert Image.open(out).size == (3 * 300 + 2 * 4, 200)  # photo | Grad-CAM | AdvCAM, 600 x 400 at height 200
+
+
+def test_box_coverage():
+    demo = _load_demo()
+    obj = demo.box_mask((4, 6), [(0, 0, 2, 2), (4, 2, 6, 4)])
+    assert int(obj.sum()) == 8
+    m = torch.zeros(4, 6)
+    m[0, 0], m[3, 0] = 1.0, 0.8
+    assert demo.coverage(m, obj) == (0.125, 1 / 16)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def test_network_flags():
             run_sample.main(bad)
 
 
+@pytest.mark.slow
 def test_train_and_sem_seg_with_the_lite_backbone(tmp_path, tiny_voc):
     from test_irn_passes import _ids, _prepare
 

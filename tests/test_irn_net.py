@@ -47,6 +47,7 @@ def test_state_dict_has_the_reference_layout(loss_net):
     assert not any(k.startswith(("resnet50.fc", "resnet50.avgpool")) for k in sd)
 
 
+@pytest.mark.slow
 def test_loss_checkpoint_loads_into_inference_net(loss_net, tmp_path):
     loss_net.mean_shift.running_mean.copy_(torch.tensor([0.5, -0.25]))
     path = tmp_path / "irn.pth"
@@ -262,3 +263,21 @@ def test_make_sem_seg_edge_lines_up_the_mirror_copy(monkeypatch):
     assert edge.shape == dp.shape[1:] == (10, 18)
     assert torch.allclose(edge, torch.sigmoid(expected), atol=1e-6)
     assert torch.allclose(dp[0], expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_irn_inference_pads_like_the_reference_by_default(monkeypatch):
+    """make_sem_seg/make_ins_seg pad each image to 512 (the reference's constant), or to its size rounded up to 16."""
+    from advcam import irn_loop, run_sample
+
+    args = run_sample.build_parser().parse_args([])
+    assert args.irn_infer_pad == 512 and args.irn_crop_size == 512
+    args.irn_crop_size = 128  # a small training crop (the toy demo's) leaves the inference padding alone
+    monkeypatch.setattr(irn_loop, "load_irn_weights", lambda model, path: None)
+    model = irn_loop.build_irn(args, torch.device("cpu"))
+    seen = []
+    model.stage1.register_forward_pre_hook(lambda mod, inp: seen.append(tuple(inp[0].shape[-2:])))
+    for size, padded in (((48, 64), (512, 512)), ((515, 100), (528, 512))):
+        edge, dp = irn_loop.edge_and_displacement(model, torch.zeros(2, 3, *size))
+        assert seen[-1] == padded
+        assert edge.shape == ((size[0] + 3) // 4, (size[1] + 3) // 4) and dp.shape == (2, *edge.shape)

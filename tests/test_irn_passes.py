@@ -58,6 +58,7 @@ def _prepare(tmp_path, voc):
             "--irn_crop_size", "80", "--irn_batch_size", "2", "--irn_num_epoches", "1", "--no_pretrained", "True"]
 
 
+@pytest.mark.slow
 def test_irn_passes_end_to_end(tmp_path, tiny_voc):
     common = _prepare(tmp_path, tiny_voc)
     out = run_sample.main(common + ["--num_workers", "1", "--train_irn_pass", "True", "--make_sem_seg_pass", "True",

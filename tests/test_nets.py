@@ -24,6 +24,7 @@ def test_state_dict_has_the_reference_layout(net):
     assert not any(k.startswith(("resnet50.fc", "resnet50.avgpool")) for k in sd)
 
 
+@pytest.mark.slow
 def test_reference_checkpoint_loads_and_aliases_are_completed(net, tmp_path):
     torch.manual_seed(1)
     other = Net()
@@ -61,6 +62,7 @@ def test_shapes_and_logits(net):
     assert torch.allclose(train_logits, s.mean((2, 3)), atol=1e-5)  # logits = spatial mean of S
 
 
+@pytest.mark.slow
 def test_batch_norm_modes(tmp_path):
     tv = torchvision.models.resnet50()
     path = tmp_path / "resnet50_imagenet.pth"
@@ -79,6 +81,7 @@ def test_batch_norm_modes(tmp_path):
     assert not torch.equal(before, scratch.resnet50.bn1.running_mean)  # batch norm learns from scratch
 
 
+@pytest.mark.slow
 def test_scratch_residual_branches_start_at_zero(tmp_path):
     """From scratch every bottleneck starts as its shortcut (last BN scale 0); ImageNet weights are kept."""
     scratch = Net()

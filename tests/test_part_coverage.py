@@ -1,4 +1,4 @@
-"""scripts/part_coverage.py on a hand-built image: per-region means and fractions computed by hand."""
+"""tools/part_coverage.py on a hand-built image: per-region means and fractions computed by hand."""
 import importlib.util
 import os
 
@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("part_coverage", os.path.join(ROOT, "scripts", "part_coverage.py"))
+    spec = importlib.util.spec_from_file_location("part_coverage", os.path.join(ROOT, "tools", "part_coverage.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

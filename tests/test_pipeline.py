@@ -9,14 +9,18 @@ from PIL import Image
 
 import advcam.io
 from advcam import obtain_cam_masking, run_sample
+from advcam.errors import BadInputError
 from advcam.io import load_cam_npy
 
 
 def _common(tmp_path, voc):
-    return ["--voc12_root", voc, "--num_workers", "0", "--cam_weights_name", str(tmp_path / "sess" / "cam.pth"),
+    # the root's own lists (the defaults, voc12/train_aug.txt and voc12/val.txt, are the shipped VOC lists)
+    return ["--voc12_root", voc, "--train_list", "train_aug.txt", "--val_list", "val.txt",
+            "--num_workers", "0", "--cam_weights_name", str(tmp_path / "sess" / "cam.pth"),
             "--log_name", str(tmp_path / "log"), "--results_json", str(tmp_path / "results.json")]
 
 
+@pytest.mark.slow
 def test_cam_passes_end_to_end(tmp_path, tiny_voc):
     out = run_sample.main(_common(tmp_path, tiny_voc) + [
         "--no_pretrained", "True", "--cam_crop_size", "64", "--cam_resize_long", "48", "80", "--cam_batch_size", "4",
@@ -38,6 +42,7 @@ def test_cam_passes_end_to_end(tmp_path, tiny_voc):
     assert "eval_cam:" + str(tmp_path / "cam") in open(tmp_path / "results.json").read()
 
 
+@pytest.mark.slow
 def test_advcam_resumes_after_interruption(tmp_path, tiny_voc, monkeypatch):
     save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
     args = ["--voc12_root", tiny_voc, "--train_list", "train_aug.txt", "--num_workers", "0", "--cam_weights_name",
@@ -71,6 +76,7 @@ def test_advcam_resumes_after_interruption(tmp_path, tiny_voc, monkeypatch):
         assert np.array_equal(a["high_res"], b["high_res"])
 
 
+@pytest.mark.slow
 def test_bad_image_stops_or_is_skipped(tmp_path, tiny_voc):
     save_random_cam_weights(str(tmp_path / "sess" / "cam.pth"))
     bad = os.path.join(tiny_voc, "JPEGImages", "2100_000001.jpg")
@@ -79,7 +85,7 @@ def test_bad_image_stops_or_is_skipped(tmp_path, tiny_voc):
     args = ["--voc12_root", tiny_voc, "--train_list", "train.txt", "--num_workers", "0", "--cam_weights_name",
             str(tmp_path / "sess" / "cam.pth"), "--adv_iter", "2", "--cam_scales", "1.0",
             "--cam_out_dir", str(tmp_path / "adv")]
-    with pytest.raises(OSError, match="2100_000001.jpg"):
+    with pytest.raises(BadInputError, match="2100_000001.jpg.*--skip_bad_images True"):
         obtain_cam_masking.main(args)
     stats = obtain_cam_masking.main(args + ["--skip_bad_images", "True"])
     assert stats["bad"] == 1 and not os.path.exists(tmp_path / "adv" / "2100_000001.npy")
@@ -97,6 +103,7 @@ def test_flag_errors(tmp_path, tiny_voc, capsys):
                                  "--cam_weights_name", str(tmp_path / "cam.pth")])
 
 
+@pytest.mark.slow
 def test_reference_weights_name_fallback(tmp_path, tiny_voc):
     save_random_cam_weights(str(tmp_path / "sess" / "res50_cam.pth.pth"))  # the reference saves <name>.pth
     stats = obtain_cam_masking.main(["--voc12_root", tiny_voc, "--train_list", "train.txt", "--num_workers", "0",
@@ -105,6 +112,7 @@ def test_reference_weights_name_fallback(tmp_path, tiny_voc):
     assert stats["images"] == 4
 
 
+@pytest.mark.slow
 def test_seeded_training_repeats_itself(tmp_path, tiny_voc):
     """With --seed, classifier training (random crops, flips, shuffling, init) gives the same weights twice."""
     weights = []

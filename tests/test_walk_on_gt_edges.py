@@ -1,4 +1,4 @@
-"""scripts/walk_on_gt_edges.py: the outline map by hand, and a walk that fills an object from one seeded cell."""
+"""tools/walk_on_gt_edges.py: the outline map by hand, and a walk that fills an object from one seeded cell."""
 import importlib.util
 import os
 
@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script():
-    path = os.path.join(ROOT, "scripts", "walk_on_gt_edges.py")
+    path = os.path.join(ROOT, "tools", "walk_on_gt_edges.py")
     spec = importlib.util.spec_from_file_location("walk_on_gt_edges", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

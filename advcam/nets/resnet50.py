@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
+
+from advcam.errors import BadInputError, UserError
+from advcam.io import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +62,22 @@ def load_imagenet_state(pretrained: str) -> dict:
         try:
             state = ResNet50_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
         except Exception as e:  # no network, proxy, ...
-            raise RuntimeError(
+            raise UserError(
                 "could not download torchvision's ImageNet ResNet-50 weights "
                 f"({type(e).__name__}: {e}). Download resnet50-19c8e357.pth (or resnet50-0676ba61.pth) "
                 "on a machine with network access and pass it with --pretrained PATH, or train from "
                 "scratch with --no_pretrained True."
             ) from None
     else:
-        if not os.path.isfile(pretrained):
-            raise FileNotFoundError(
-                f"--pretrained {pretrained}: no such file; give the path of a torchvision "
-                "ResNet-50 state dict (e.g. resnet50-19c8e357.pth)")
-        state = torch.load(pretrained, map_location="cpu", weights_only=True)
+        state = load_checkpoint(pretrained, "--pretrained ImageNet ResNet-50 weights",
+                                "give the path of a torchvision ResNet-50 state dict (e.g. resnet50-19c8e357.pth)")
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     expected = {k for k in ResNet(Bottleneck, [3, 4, 6, 3]).state_dict() if not k.startswith("fc.")}
     missing = sorted(expected - set(state))
     if missing:
-        raise ValueError(
+        raise BadInputError(
             f"--pretrained {pretrained}: not a ResNet-50 state dict; {len(missing)} keys missing, "
             f"e.g. {missing[:5]}")
     log.info("loaded ImageNet ResNet-50 weights from %s", pretrained)

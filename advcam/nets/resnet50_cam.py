@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advcam.errors import BadInputError, MissingInputError
+from advcam.io import load_checkpoint
 from advcam.nets import resnet50
 
 
@@ -77,7 +79,8 @@ class CAM(Net):
 
 def load_cam_weights(model: nn.Module, path: str) -> None:
     """Load a classifier checkpoint (ours or the reference's), naming wrong keys if it does not fit."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path, "CAM weights", "run the train_cam pass (--train_cam_pass True) or pass "
+                            "--cam_weights_name PATH")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     own = model.state_dict()
@@ -86,13 +89,13 @@ def load_cam_weights(model: nn.Module, path: str) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(
+        raise BadInputError(
             f"{path}: not a CAM classifier checkpoint for this network: "
             f"{len(missing)} missing keys (e.g. {missing[:4]}), "
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[:4]})")
     bad = [k for k in own if own[k].shape != state[k].shape]
     if bad:
-        raise ValueError(f"{path}: shape mismatch for {bad[:4]} (e.g. {own[bad[0]].shape} expected, "
+        raise BadInputError(f"{path}: shape mismatch for {bad[:4]} (e.g. {own[bad[0]].shape} expected, "
                          f"{state[bad[0]].shape} found)")
     model.load_state_dict(state)
 
@@ -124,7 +127,7 @@ def build_cam_net(weights: str | None = None, pretrained: str | None = None) -> 
     model = CAM(pretrained=pretrained)
     if weights is not None:
         if not os.path.isfile(weights):
-            raise FileNotFoundError(f"CAM weights {weights} not found: run the train_cam pass first "
+            raise MissingInputError(f"CAM weights {weights} not found: run the train_cam pass first "
                                     "or point --cam_weights_name at your classifier")
         load_cam_weights(model, weights)
     return model.eval()

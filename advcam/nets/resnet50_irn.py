@@ -9,14 +9,14 @@ of :class:`AffinityDisplacementLoss` loads into :class:`EdgeDisplacement` with `
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advcam.errors import BadInputError
 from advcam.indexing import PathIndex, edge_to_affinity, pair_displacement
+from advcam.io import load_checkpoint
 from advcam.nets import resnet50
 
 LOSS_BUFFER_PREFIXES = ("path_indices", "disp_target", "src_indices", "dst_indices")
@@ -134,7 +134,7 @@ class Net(nn.Module):
         sub = {k[len("resnet50."):]: v for k, v in state.items() if k.startswith("resnet50.")}
         missing, _ = self.resnet50.load_state_dict(sub, strict=False)
         if missing:
-            raise ValueError(f"backbone state lacks {len(missing)} keys, e.g. {missing[:4]}")
+            raise BadInputError(f"backbone state lacks {len(missing)} keys, e.g. {missing[:4]}")
 
 
 class AffinityDisplacementLoss(Net):
@@ -252,9 +252,8 @@ def load_irn_weights(model: nn.Module, path_or_state: str | dict) -> None:
     """Load IRN weights (ours or the reference's, whose loss buffers are dropped), strictly otherwise."""
     state = path_or_state
     if isinstance(path_or_state, str):
-        if not os.path.isfile(path_or_state):
-            raise FileNotFoundError(f"IRN weights {path_or_state} not found: run the train_irn pass first")
-        state = torch.load(path_or_state, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path_or_state, "IRN weights", "run the train_irn pass (--train_irn_pass True) or "
+                                "pass --irn_weights_name PATH")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith(LOSS_BUFFER_PREFIXES)}

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from advcam.crf import crf_inference_label
+from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_cam_npy, missing_files, save_png
 from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE
 from advcam.voc12.dataloader import load_image, load_img_name_list
@@ -61,7 +62,7 @@ def ir_label_from_cam(img: np.ndarray, cam_dict: dict, conf_fg_thres: float, con
         high_res = high_res.detach().cpu().numpy()
     high_res = np.asarray(high_res, dtype=np.float32)
     if high_res.shape != (len(keys), h, w):
-        raise ValueError(f"'high_res' has shape {high_res.shape}, expected {(len(keys), h, w)} "
+        raise BadInputError(f"'high_res' has shape {high_res.shape}, expected {(len(keys), h, w)} "
                          f"for {len(keys)} keys and a {h}x{w} image")
     label_ids = np.concatenate([[0], keys + 1]).astype(np.int64)
     fg_conf = confident_labels(img, high_res, label_ids, conf_fg_thres)
@@ -85,7 +86,7 @@ def process_image(args: Namespace, name: str) -> None:
     try:
         label = ir_label_from_cam(img, cam_dict, args.conf_fg_thres, args.conf_bg_thres)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}: the CAM files do not belong to this --voc12_root / image") from None
+        raise BadInputError(f"{path}: {e}: the CAM files do not belong to this --voc12_root / image") from None
     # palette copy first: the plain file marks the image as done
     save_png(label_path(args, name, "_palette"), label, palette=VOC_PALETTE)
     save_png(label_path(args, name), label)
@@ -106,7 +107,7 @@ def check_cams(args: Namespace, names: list[str]) -> None:
     """Fail early, naming the file, when a CAM file is missing."""
     missing = missing_files(names, args.cam_out_dir, ".npy")
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{len(missing)} CAM files missing, e.g. {cam_path(args, missing[0])}: run the CAM pass "
             "(make_cam or obtain_CAM_masking.py) over --train_list with the same --cam_out_dir first")
 

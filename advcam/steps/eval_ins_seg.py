@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from advcam.errors import BadInputError, MissingInputError
 from advcam.evaluation import eval_names, require_predictions
+from advcam.io import load_npy_dict
 from advcam.metrics import eval_instance_segmentation_voc
 from advcam.voc12 import CAT_LIST, IGNORE_LABEL
 from advcam.voc12.dataloader import load_seg_label
@@ -30,11 +32,11 @@ def load_gt_instances(voc12_root: str, name: str) -> tuple[np.ndarray, np.ndarra
     try:
         inst = np.asarray(Image.open(path))
     except FileNotFoundError:
-        raise FileNotFoundError(f"instance ground truth {path} not found: eval_ins_seg needs VOC2012's "
+        raise MissingInputError(f"instance ground truth {path} not found: eval_ins_seg needs VOC2012's "
                                 "SegmentationObject/ folder in --voc12_root") from None
     cls = load_seg_label(voc12_root, name)
     if inst.shape != cls.shape:
-        raise ValueError(f"{path} is {inst.shape} but SegmentationClass/{name}.png is {cls.shape}")
+        raise BadInputError(f"{path} is {inst.shape} but SegmentationClass/{name}.png is {cls.shape}")
     masks, labels = [], []
     for i in np.unique(inst):
         if i == 0 or i == IGNORE_LABEL:
@@ -43,7 +45,7 @@ def load_gt_instances(voc12_root: str, name: str) -> tuple[np.ndarray, np.ndarra
         c = cls[m]
         c = c[(c != 0) & (c != IGNORE_LABEL)]
         if c.size == 0:
-            raise ValueError(f"{path}: instance {i} has no object class in SegmentationClass/{name}.png")
+            raise BadInputError(f"{path}: instance {i} has no object class in SegmentationClass/{name}.png")
         masks.append(m)
         labels.append(int(np.bincount(c).argmax()) - 1)
     if not masks:
@@ -54,9 +56,9 @@ def load_gt_instances(voc12_root: str, name: str) -> tuple[np.ndarray, np.ndarra
 def load_detections(out_dir: str, name: str) -> dict:
     """One image's {"score", "mask", "class"} as make_ins_seg writes them."""
     path = os.path.join(out_dir, name + ".npy")
-    det = np.load(path, allow_pickle=True).item()
-    if not isinstance(det, dict) or not {"score", "mask", "class"} <= set(det):
-        raise ValueError(f"{path}: not an instance label file (a dict with score, mask and class)")
+    det = load_npy_dict(path, "instance label file", "the make_ins_seg pass (--make_ins_seg_pass True)")
+    if not {"score", "mask", "class"} <= set(det):
+        raise BadInputError(f"{path}: not an instance label file (a dict with score, mask and class)")
     return det
 
 
@@ -74,7 +76,7 @@ def run(args) -> dict:
         gm, gl = load_gt_instances(args.voc12_root, name)
         pm = np.asarray(det["mask"], dtype=bool)
         if len(pm) and pm.shape[1:] != gm.shape[1:]:
-            raise ValueError(f"{args.ins_seg_out_dir}/{name}.npy has {pm.shape[1:]} masks, the ground truth is "
+            raise BadInputError(f"{args.ins_seg_out_dir}/{name}.npy has {pm.shape[1:]} masks, the ground truth is "
                              f"{gm.shape[1:]}: the labels do not belong to this --voc12_root")
         pred_masks.append(pm.reshape(-1, *gm.shape[1:]))
         pred_labels.append(np.asarray(det["class"], dtype=np.int64))

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from tqdm import tqdm
 
+from advcam.errors import BadInputError
 from advcam.evaluation import NUM_SEG_CLASSES, eval_names, load_prediction, require_predictions
 from advcam.metrics import ConfusionMatrix, format_iou_table, summarize
 from advcam.voc12.dataloader import load_seg_label
@@ -39,7 +40,7 @@ def run(args) -> dict:
         pred = load_prediction(args.sem_seg_out_dir, name)
         gt = load_seg_label(args.voc12_root, name)
         if pred.shape != gt.shape:
-            raise ValueError(f"{args.sem_seg_out_dir}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: "
+            raise BadInputError(f"{args.sem_seg_out_dir}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: "
                              "the predictions do not belong to this --voc12_root")
         conf.update(pred, gt)
     s = summarize(conf.matrix)

@@ -12,4 +12,4 @@ def _plain(model, pairs, scales, keys, size, device):
 
 
 def run(args) -> dict:
-    return run_cam_pass(args, None, per_image_group(_plain), "make_cam")
+    return run_cam_pass(args, per_image_group(_plain), "make_cam")

@@ -1,4 +1,5 @@
-"""Pass train_cam: train the ResNet-50 classifier on image-level labels (multi-label soft margin)."""
+"""Pass train_cam: train the classifier (``--cam_network``, default ResNet-50) on image-level labels (multi-label
+soft margin)."""
 from __future__ import annotations
 
 import logging
@@ -9,9 +10,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from advcam.errors import BadInputError
 from advcam.io import save_torch
-from advcam.nets.resnet50_cam import Net
-from advcam.utils import PolyAdamW, PolyOptimizer, pick_device, pretrained_source
+from advcam.utils import PolyAdamW, PolyOptimizer, cam_network, pick_device, pretrained_source
 from advcam.voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger("advcam.train_cam")
@@ -39,7 +40,7 @@ def run(args) -> None:
         args.train_list, voc12_root=args.voc12_root, cls_labels=getattr(args, "cls_labels", None),
         resize_long=tuple(args.cam_resize_long), hor_flip=True, crop_size=crop, crop_method="random")
     if len(train_ds) < args.cam_batch_size:
-        raise ValueError(f"--train_list {args.train_list} has {len(train_ds)} images, fewer than "
+        raise BadInputError(f"--train_list {args.train_list} has {len(train_ds)} images, fewer than "
                          f"--cam_batch_size {args.cam_batch_size}")
     loader = DataLoader(train_ds, batch_size=args.cam_batch_size, shuffle=True, num_workers=args.num_workers,
                         pin_memory=device.type == "cuda", drop_last=True)
@@ -48,7 +49,7 @@ def run(args) -> None:
                                         cls_labels=getattr(args, "cls_labels", None), crop_size=crop)
     val_loader = DataLoader(val_ds, batch_size=args.cam_batch_size, shuffle=False, num_workers=args.num_workers)
 
-    model = Net(pretrained=pretrained_source(args)).to(device)
+    model = cam_network(args).Net(pretrained=pretrained_source(args)).to(device)
     backbone, head = model.trainable_parameters()
     groups = [{"params": backbone, "lr": args.cam_learning_rate, "weight_decay": args.cam_weight_decay},
               {"params": head, "lr": 10 * args.cam_learning_rate, "weight_decay": args.cam_weight_decay}]

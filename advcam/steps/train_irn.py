@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from advcam import imutils
+from advcam.errors import BadInputError, MissingInputError
 from advcam.indexing import PathIndex
-from advcam.io import missing_files, save_torch
+from advcam.io import load_label_png, missing_files, save_torch
 from advcam.nets.resnet50_cam import Net as CamNet
 from advcam.nets.resnet50_cam import load_cam_weights
 from advcam.nets.resnet50_irn import AffinityDisplacementLoss, compute_irn_loss, relation_labels
@@ -50,11 +50,8 @@ def ir_label_path(ir_label_dir: str, name: str) -> str:
 def load_ir_label(ir_label_dir: str, name: str) -> np.ndarray:
     """The IR label map of one image (uint8: 0 background, 1-20 classes, 255 unsure)."""
     path = ir_label_path(ir_label_dir, name)
-    try:
-        return np.asarray(Image.open(path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"IR label {path} not found: run the cam_to_ir_label pass "
-                                "(--cam_to_ir_label_pass True) with the same --ir_label_out_dir first") from None
+    return load_label_png(path, "IR label", "run the cam_to_ir_label pass (--cam_to_ir_label_pass True) with the "
+                          "same --ir_label_out_dir")
 
 
 class _PairGrid:
@@ -97,7 +94,7 @@ class VOC12AffinityDataset(Dataset):
         img = load_image(self.voc12_root, name)
         label = load_ir_label(self.ir_label_dir, name)
         if label.shape != img.shape[:2]:
-            raise ValueError(f"{ir_label_path(self.ir_label_dir, name)} is {label.shape}, its image is "
+            raise BadInputError(f"{ir_label_path(self.ir_label_dir, name)} is {label.shape}, its image is "
                              f"{img.shape[:2]}: the IR labels do not belong to this --voc12_root; "
                              "rerun cam_to_ir_label")
         img, label = imutils.random_scale((img, label), SCALE_RANGE, (3, 0))
@@ -172,20 +169,20 @@ def run(args) -> dict:
     path_index = PathIndex(radius=TRAIN_RADIUS, default_size=label_size)
     if path_index.source_shape(label_size) == (0, 0):
         min_crop = 4 * (2 * path_index.radius_floor + 1)
-        raise ValueError(f"--irn_crop_size {crop} gives a {label_size[0]}x{label_size[1]} label grid, too small for "
+        raise BadInputError(f"--irn_crop_size {crop} gives a {label_size[0]}x{label_size[1]} label grid, too small for "
                          f"relations of radius {TRAIN_RADIUS}: use at least {min_crop} (the reference uses 512)")
 
     names = load_img_name_list(args.train_list, args.voc12_root)
     missing = missing_files(names, args.ir_label_out_dir, ".png")
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{len(missing)} of {len(names)} IR labels missing, e.g. "
             f"{ir_label_path(args.ir_label_out_dir, missing[0])}: "
             "run the cam_to_ir_label pass (--cam_to_ir_label_pass True) with the same --train_list and "
             "--ir_label_out_dir first")
     ds = VOC12AffinityDataset(args.train_list, args.voc12_root, args.ir_label_out_dir, crop, path_index, names=names)
     if len(ds) < bs:
-        raise ValueError(f"--train_list {args.train_list} has {len(ds)} images, fewer than --irn_batch_size {bs}: "
+        raise BadInputError(f"--train_list {args.train_list} has {len(ds)} images, fewer than --irn_batch_size {bs}: "
                          "lower --irn_batch_size")
     loader = DataLoader(ds, batch_size=bs, shuffle=True, num_workers=args.num_workers,
                         pin_memory=device.type == "cuda", drop_last=True)

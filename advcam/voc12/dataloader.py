@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from advcam import imutils
-from advcam.voc12 import IGNORE_LABEL, NUM_CLASSES
+from advcam.errors import BadInputError, MissingInputError
+from advcam.io import describe_error, load_label_png
+from advcam.voc12 import IGNORE_LABEL, NUM_CLASSES, PACKAGED_CLS_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def resolve_list(list_path: str, voc12_root: str | None = None) -> str:
         if os.path.isfile(alt):
             return alt
     where = f" nor in {voc12_root}/ImageSets/Segmentation/" if voc12_root else ""
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"image list {list_path} not found{where}: give an existing list file "
         "(one image id per line, e.g. 2007_000032)")
 
@@ -43,7 +43,7 @@ def load_img_name_list(list_path: str, voc12_root: str | None = None) -> list[st
     with open(path) as f:
         names = [line.split()[0] for line in f if line.strip()]
     if not names:
-        raise ValueError(f"image list {path} is empty")
+        raise BadInputError(f"image list {path} is empty: give a list with one image id per line")
     return names
 
 
@@ -60,23 +60,65 @@ def load_cls_labels(path: str) -> dict[str, np.ndarray]:
     try:
         raw = np.load(path, allow_pickle=True).item()
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"class labels {path} not found: build them with "
-            "`python -m voc12.make_cls_labels --voc12_root <VOC root>` or pass --cls_labels") from None
+        raise MissingInputError(
+            f"class labels {path} not found: pass an existing --cls_labels file, or build one with "
+            "`python -m advcam.voc12.make_cls_labels --voc12_root <VOC root>`") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise BadInputError(f"class labels {path} could not be read ({e}): expected np.save of a dict "
+                            "{id: float32[20]}, as advcam.voc12.make_cls_labels writes") from None
     return {decode_int_filename(k): np.asarray(v, dtype=np.float32) for k, v in raw.items()}
 
 
+def cls_labels_source(voc12_root: str, names: list[str], cls_labels: str | None = None,
+                      packaged: str = PACKAGED_CLS_LABELS) -> tuple[str, str]:
+    """Where the labels of ``names`` come from, without reading or building them: ``(kind, path)``.
+
+    In this order: ``("given", cls_labels)`` when a file is given; ``("cached", file)`` when the root's
+    cache (``<voc12_root>/cls_labels.npy`` or its copy under ``~/.cache/advcam/``) covers every id;
+    ``("annotations", <voc12_root>/Annotations)`` when that folder exists (the labels are built from the XML
+    and cached); else ``("packaged", voc12/cls_labels.npy)``, the repository's VOC 2012 labels, as the
+    reference always reads them. A root's own labels therefore always win over the packaged file, which is
+    only read for a root without labels of its own (a VOC copy without Annotations/).
+    """
+    if cls_labels is not None:
+        return "given", cls_labels
+    from advcam.voc12.make_cls_labels import find_cached_cls_labels
+
+    cached = find_cached_cls_labels(voc12_root, names)
+    if cached is not None:
+        return "cached", cached
+    annotations = os.path.join(voc12_root, "Annotations")
+    if os.path.isdir(annotations):
+        return "annotations", annotations
+    if os.path.isfile(packaged):
+        return "packaged", packaged
+    raise MissingInputError(
+        f"no image-level labels: {voc12_root} has no Annotations/ folder and {packaged} does not exist; "
+        "pass --cls_labels FILE (a cls_labels.npy)")
+
+
+def missing_label_hint(kind: str, path: str, voc12_root: str) -> str:
+    """What to do about ids that the label source ``(kind, path)`` lacks (one sentence)."""
+    if kind == "packaged":
+        return (f"{path} is the packaged VOC 2012 labels (train_aug and val), read because {voc12_root} has no "
+                "Annotations/ of its own: pass --cls_labels FILE for other images, or add <voc12_root>/Annotations/")
+    if kind == "annotations":
+        return "add the missing XML files or pass --cls_labels FILE"
+    return "pass a --cls_labels file that covers this image list (advcam.voc12.make_cls_labels builds one)"
+
+
 def get_cls_labels(voc12_root: str, names: list[str], cls_labels: str | None = None) -> np.ndarray:
-    """[N, 20] labels for ``names``: from ``cls_labels`` if given, else derived from
-    ``<voc12_root>/Annotations`` and cached (see :func:`voc12.make_cls_labels.cached_cls_labels`)."""
-    if cls_labels is None:
+    """[N, 20] labels for ``names``, from the source :func:`cls_labels_source` picks (``cls_labels`` if given,
+    else the root's cached or XML-derived labels, else the packaged ``voc12/cls_labels.npy``)."""
+    kind, path = cls_labels_source(voc12_root, names, cls_labels)
+    if kind == "annotations":
         from advcam.voc12.make_cls_labels import cached_cls_labels
-        cls_labels = cached_cls_labels(voc12_root, names)
-    table = load_cls_labels(cls_labels)
+        path = cached_cls_labels(voc12_root, names)
+    table = load_cls_labels(path)
     missing = [n for n in names if n not in table]
     if missing:
-        raise KeyError(f"{cls_labels} has no labels for {len(missing)} images, e.g. {missing[:3]}; "
-                       "rebuild it with voc12.make_cls_labels for this image list")
+        raise BadInputError(f"image {missing[0]} has no label in {path} ({len(missing)} of {len(names)} listed "
+                            f"images lack one): {missing_label_hint(kind, path, voc12_root)}")
     return np.stack([table[n] for n in names])
 
 
@@ -90,9 +132,10 @@ def load_image(voc12_root: str, name: str) -> np.ndarray:
     try:
         img = imageio.imread(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} not found (check --voc12_root and the image list)") from None
+        raise MissingInputError(f"image {path} not found (check --voc12_root and the image list)") from None
     except Exception as e:
-        raise OSError(f"image {path} could not be read: {e}") from None
+        raise BadInputError(f"image {path} could not be read ({describe_error(e)}): replace the file, or leave it "
+                            "out of the image list (the CAM passes skip it with --skip_bad_images True)") from None
     if img.ndim == 2:
         img = np.stack([img] * 3, -1)
     return np.ascontiguousarray(img[..., :3])
@@ -101,10 +144,8 @@ def load_image(voc12_root: str, name: str) -> np.ndarray:
 def load_seg_label(voc12_root: str, name: str) -> np.ndarray:
     """Ground-truth class map (uint8, 0..20 and 255 = ignore) from SegmentationClass/<id>.png."""
     path = os.path.join(voc12_root, SEG_FOLDER_NAME, name + ".png")
-    try:
-        return np.asarray(Image.open(path))  # palette PNG: the indices are the labels
-    except FileNotFoundError:
-        raise FileNotFoundError(f"ground truth {path} not found") from None
+    # palette PNG: the indices are the labels
+    return load_label_png(path, "ground truth", "check --voc12_root (SegmentationClass/ of VOC2012) and the split")
 
 
 class VOC12ImageDataset(Dataset):
@@ -179,49 +220,9 @@ class VOC12ImageDatasetMSF(VOC12ImageDataset):
         return {"name": name, "img": ms if len(self.scales) > 1 else ms[0], "size": (img.shape[0], img.shape[1])}
 
 
-class VOC12ClassificationDatasetMSF(VOC12ImageDatasetMSF):
-    """Multi-scale inference input with the image's 20-dim multi-hot label (for CAM passes)."""
-
-    def __init__(self, img_name_list_path: str | None, voc12_root: str, scales=(1.0,), cls_labels: str | None = None,
-                 names: list[str] | None = None):
-        super().__init__(img_name_list_path, voc12_root, scales=scales, names=names)
-        self.label_list = get_cls_labels(voc12_root, self.img_name_list, cls_labels)
-
-    def __getitem__(self, idx: int) -> dict:
-        out = super().__getitem__(idx)
-        out["label"] = torch.from_numpy(self.label_list[idx])
-        return out
-
-
-class VOC12SegmentationDataset(Dataset):
-    """Images with ground-truth class maps (for evaluation)."""
-
-    def __init__(self, img_name_list_path: str, voc12_root: str, names: list[str] | None = None):
-        self.img_name_list = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
-        self.voc12_root = voc12_root
-
-    def __len__(self) -> int:
-        return len(self.img_name_list)
-
-    def __getitem__(self, idx: int) -> dict:
-        name = self.img_name_list[idx]
-        return {"name": name, "label": load_seg_label(self.voc12_root, name)}
-
-
-def check_voc_root(voc12_root: str, need: tuple[str, ...] = (IMG_FOLDER_NAME,)) -> None:
-    """Fail with guidance when ``voc12_root`` does not look like a VOC2012 devkit folder."""
-    root = Path(voc12_root)
-    missing = [d for d in need if not (root / d).is_dir()]
-    if missing:
-        raise FileNotFoundError(
-            f"--voc12_root {voc12_root}: missing {', '.join(missing)}. Point --voc12_root (or VOC12_ROOT) "
-            "at a VOC2012 folder containing JPEGImages/, SegmentationClass/, Annotations/ and "
-            "ImageSets/Segmentation/, or make the toy set: python scripts/make_toy_voc.py --out toy_voc")
-
-
 __all__ = [
     "IGNORE_LABEL", "NUM_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "load_img_name_list", "load_cls_labels",
     "get_cls_labels", "load_image", "load_seg_label", "VOC12ImageDataset", "VOC12ClassificationDataset",
-    "VOC12ClassificationDatasetMSF", "VOC12ImageDatasetMSF", "VOC12SegmentationDataset", "check_voc_root",
-    "resolve_list",
+    "VOC12ImageDatasetMSF",
+    "resolve_list", "cls_labels_source",
 ]

@@ -1,6 +1,6 @@
 """Picture of IRN boundary maps: image, ground-truth foreground, then the boundary map of each IRN checkpoint.
 
-``python scripts/irn_edge_maps.py --voc12_root toy_voc --list train --out edges.png IRN.pth [IRN.pth ...]
+``python tools/irn_edge_maps.py --voc12_root toy_voc --list train --out edges.png IRN.pth [IRN.pth ...]
 [--count 6] [--irn_crop_size 128]``
 
 Each checkpoint's network (ResNet-50 or EfficientNet-Lite0 IRN) is recognised from its keys. The boundary map is

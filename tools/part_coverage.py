@@ -1,6 +1,6 @@
 """How much of each object part a set of CAM seeds covers, on the toy VOC set (it has ``SegmentationPart/``).
 
-``python scripts/part_coverage.py --voc12_root toy_voc --list train [--threshold 0.25] CAM_DIR [CAM_DIR ...]``
+``python tools/part_coverage.py --voc12_root toy_voc --list train [--threshold 0.25] CAM_DIR [CAM_DIR ...]``
 
 For every image of ``ImageSets/Segmentation/<list>.txt`` and each of its classes in ``<CAM_DIR>/<id>.npy``, the
 max-normalised "high_res" map of that class is read on three regions: the class's heads (part 2), its bodies

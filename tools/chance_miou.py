@@ -1,6 +1,6 @@
 """mIoU of two trivial predictors on a VOC split: all background, and the whole image as its first label.
 
-``python scripts/chance_miou.py --voc12_root toy_voc [--split train]`` (the chance level for seed mIoU).
+``python tools/chance_miou.py --voc12_root toy_voc [--split train]`` (the chance level for seed mIoU).
 """
 import argparse
 import os

@@ -1,6 +1,6 @@
 """What IRN's random walk would give with perfect boundaries: the walk of a set of CAM seeds over ground-truth outlines.
 
-``python scripts/walk_on_gt_edges.py --voc12_root toy_voc --list train --cam_out_dir DIR [--exp_times 8 ...]``
+``python tools/walk_on_gt_edges.py --voc12_root toy_voc --list train --cam_out_dir DIR [--exp_times 8 ...]``
 
 For every image of ``ImageSets/Segmentation/<list>.txt`` the boundary map is 1 on every stride-4 cell that holds a
 ground-truth outline pixel (a change of label between 4-neighbours, or VOC's 255 band) and 0 elsewhere; the
