@@ -11,14 +11,12 @@ batch norm keeps its ImageNet statistics and the stem stays fixed in training, a
 """
 from __future__ import annotations
 
-import os
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from advcam.nets import resnet50_cam
 from advcam.nets.efficientnet_lite0 import efficientnet_lite0
-from advcam.nets.resnet50_cam import load_cam_weights
+from advcam.nets.resnet50_cam import CAMMaps, load_cam_weights
 
 __all__ = ["Net", "CAM", "build_cam_net", "load_cam_weights", "BACKBONE", "FEATURES"]
 
@@ -66,29 +64,10 @@ class Net(nn.Module):
                 list(self.newly_added.parameters()))
 
 
-class CAM(Net):
-    """Per-pixel class maps S = head(stage4(x)) (the head applied without pooling)."""
-
-    def class_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw (pre-ReLU) maps S, [B, num_classes, h/16, w/16]."""
-        return F.conv2d(self.features(x), self.classifier.weight)
-
-    def forward(self, x: torch.Tensor, separate: bool = False) -> torch.Tensor:
-        """For a flip pair [2,3,h,w]: ReLU(S_0) + mirror(ReLU(S_1)) -> [C, h', w'];
-        with ``separate=True`` the raw maps of both copies, [2, C, h', w']."""
-        s = self.class_maps(x)
-        if separate:
-            return s
-        s = F.relu(s)
-        return s[0] + s[1].flip(-1)
+class CAM(CAMMaps, Net):
+    """Per-pixel class maps S = head(features(x)) (the head applied without pooling), stride 16."""
 
 
 def build_cam_net(weights: str | None = None, pretrained: str | None = None) -> CAM:
     """A CAM network in eval mode, with classifier weights from ``weights`` when given."""
-    model = CAM(pretrained=pretrained)
-    if weights is not None:
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"CAM weights {weights} not found: run the train_cam pass first "
-                                    "or point --cam_weights_name at your classifier")
-        load_cam_weights(model, weights)
-    return model.eval()
+    return resnet50_cam.build_cam_net(weights, pretrained, cam_class=CAM)

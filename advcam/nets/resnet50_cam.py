@@ -58,8 +58,9 @@ class Net(nn.Module):
                 list(self.newly_added.parameters()))
 
 
-class CAM(Net):
-    """Per-pixel class maps S = head(stage4(x)) (the head applied without pooling)."""
+class CAMMaps:
+    """The CAM view of a classifier with ``features(x)`` and a bias-free 1x1 ``classifier``: the head applied
+    per pixel, without pooling (shared by every ``*_cam`` network)."""
 
     def class_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Raw (pre-ReLU) maps S, [B, num_classes, h/16, w/16]."""
@@ -75,6 +76,10 @@ class CAM(Net):
             return s
         s = F.relu(s)
         return s[0] + s[1].flip(-1)
+
+
+class CAM(CAMMaps, Net):
+    """Per-pixel class maps S = head(stage4(x)) (the head applied without pooling)."""
 
 
 def load_cam_weights(model: nn.Module, path: str) -> None:
@@ -122,9 +127,9 @@ def _complete_aliases(state: dict, own: dict) -> dict:
     return state
 
 
-def build_cam_net(weights: str | None = None, pretrained: str | None = None) -> CAM:
-    """A CAM network in eval mode, with classifier weights from ``weights`` when given."""
-    model = CAM(pretrained=pretrained)
+def build_cam_net(weights: str | None = None, pretrained: str | None = None, cam_class: type = CAM) -> CAM:
+    """A CAM network (``cam_class``) in eval mode, with classifier weights from ``weights`` when given."""
+    model = cam_class(pretrained=pretrained)
     if weights is not None:
         if not os.path.isfile(weights):
             raise MissingInputError(f"CAM weights {weights} not found: run the train_cam pass first "
