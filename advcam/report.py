@@ -569,12 +569,13 @@ h2{border-bottom:1px solid #ccc;margin-top:1.5em}.fig{margin:0.8em 0}"""
 
 
 def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None = None, num_images: int = 6,
-                eval_set: str = "train", seed: int = 0) -> str:
+                eval_set: str = "train", seed: int = 0, seg_eval_set: str = "val") -> str:
     """Write ``<report_dir>/report.html`` with its figures beside it (``figures/``); return the HTML's path.
 
     Evaluates every stage over ``ImageSets/Segmentation/<eval_set>.txt`` of the VOC root (the ids that have a
     file), draws one figure per chosen image, the threshold sweep, the per-class IoU bars and, for every image
     with climbing steps, the animation; reads settings and timings from the run's logs and ``results.json``.
+    A segmentation network that predicted another split (``seg_eval_set``, val in the demo) gets its own row.
     """
     os.makedirs(os.path.join(report_dir, "figures"), exist_ok=True)
     eval_list = os.path.join(folders.voc12_root, "ImageSets", "Segmentation", eval_set + ".txt")
@@ -583,6 +584,15 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
     names = load_img_name_list(eval_list)
     scores = [score_stage(s, folders.voc12_root, names) for s in folders.stages() if s.evaluated]
     scores = [s for s in scores if s.names]
+    other_split = []  # (split, scores) of the segmentation network when it predicted another split than eval_set
+    seg = [s for s in folders.stages() if s.name == "Segmentation"]
+    seg_list = os.path.join(folders.voc12_root, "ImageSets", "Segmentation", seg_eval_set + ".txt")
+    if seg and seg_eval_set != eval_set and not any(s.stage.name == "Segmentation" for s in scores) \
+            and os.path.isfile(seg_list):
+        seg_names = load_img_name_list(seg_list)
+        seg_scores = score_stage(seg[0], folders.voc12_root, seg_names)
+        if seg_scores.names:
+            other_split.append((seg_eval_set, seg_names, seg_scores))
     results = {}
     if folders.results_json:
         with open(folders.results_json) as f:
@@ -606,6 +616,10 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
         rows.append([s.stage.name + (" seeds" if s.thresholds else ""), s.stage.folder, f"{len(s.names)}/{len(names)}",
                      _pct(s.miou), "" if s.threshold is None else f"{s.threshold:.2f}",
                      _pct(rec["miou"]) if rec and "miou" in rec else "n/a"])
+    for split, split_names, sc in other_split:
+        rec = results.get(f"eval_seg:{sc.stage.folder}")
+        rows.append([f"{sc.stage.name} ({split})", sc.stage.folder, f"{len(sc.names)}/{len(split_names)}",
+                     _pct(sc.miou), "", _pct(rec["miou"]) if rec and "miou" in rec else "n/a"])
     parts.append("<h2>Results</h2>" + _table(
         ["stage", "folder", "images", "mIoU (%)", "best bg threshold", "results.json mIoU (%)"], rows)
         + "<p>mIoU recomputed from the files with <code>advcam.metrics</code> (seeds: the best background threshold "

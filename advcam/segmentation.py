@@ -33,6 +33,7 @@ from tqdm import tqdm
 from advcam import imutils
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import atomic_path, save_png, save_torch
+from advcam.io import load_checkpoint as read_torch_file
 from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE
 from advcam.voc12.dataloader import load_image
 
@@ -107,13 +108,8 @@ def load_imagenet_state(arch: str, pretrained: str | None) -> dict | None:
     if pretrained is None or str(pretrained).lower() == "none":
         return None
     if pretrained != "torchvision":
-        if not os.path.isfile(pretrained):
-            raise MissingInputError(f"--seg_pretrained {pretrained}: no such file (a torchvision {arch} ImageNet "
-                                    "state dict, or 'none' to train from scratch)")
-        try:
-            state = torch.load(pretrained, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise BadInputError(f"--seg_pretrained {pretrained} could not be read as a state dict: {e}") from None
+        state = read_torch_file(pretrained, f"--seg_pretrained torchvision {arch} ImageNet state dict",
+                                "give such a file, or 'none' to train from scratch")
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
@@ -478,13 +474,8 @@ def image_tensor(voc12_root: str, name: str) -> tuple[np.ndarray, torch.Tensor]:
 
 def load_seg_weights(model: nn.Module, path: str) -> None:
     """Load the state dict ``path`` (train_seg's weights, or a checkpoint's "model") into ``model``."""
-    if not os.path.isfile(path):
-        raise MissingInputError(f"segmentation weights {path} not found: run the train_seg pass "
-                                "(--train_seg_pass True) or pass --seg_weights_name PATH")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BadInputError(f"segmentation weights {path} could not be read: {e}") from None
+    state = read_torch_file(path, "segmentation weights", "run the train_seg pass (--train_seg_pass True) or pass "
+                            "--seg_weights_name PATH")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     try:

@@ -408,3 +408,19 @@ def test_save_steps_cli(tmp_path, tiny_voc):
     assert again["steps"] == {"images": 0, "skipped": 1, "seconds": again["steps"]["seconds"]}
     with pytest.raises(BadInputError, match="not in --train_list"):
         obtain_cam_masking.main(args + ["--cam_out_dir", str(tmp_path / "a"), "--save_steps", "nope"])
+
+
+def test_segmentation_on_val_gets_its_own_row(run_dir, tiny_voc, tmp_path):
+    """The demo's segmentation network predicts val while the seeds are scored on train: its row uses val."""
+    from advcam.metrics import ConfusionMatrix, mean_iou
+    val = load_img_name_list(os.path.join(tiny_voc, "ImageSets/Segmentation/val.txt"))
+    conf = ConfusionMatrix(21)
+    for n in val:
+        gt = load_seg_label(tiny_voc, n)
+        pred = np.where(gt == 255, 0, gt).astype(np.uint8)
+        pred[:, :5] = 0  # a few errors, so the mIoU is not 100
+        save_png(os.path.join(run_dir, "seg", f"{n}.png"), pred)
+        conf.update(pred, gt)
+    page = open(report.make_report(report.find_run_folders(run_dir), str(tmp_path / "rep"), num_images=1)).read()
+    expected = f"{100 * mean_iou(conf.matrix):.2f}"
+    assert f"<td>Segmentation (val)</td><td>{run_dir}/seg</td><td>{len(val)}/{len(val)}</td><td>{expected}</td>" in page

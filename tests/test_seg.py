@@ -81,7 +81,7 @@ def test_pretrained_offline_message_and_none(monkeypatch):
         segmentation.build_seg_network("deeplab_v2", "torchvision")
     model, init = segmentation.build_seg_network("deeplabv3_resnet50", "none")
     assert "none" in init
-    with pytest.raises(MissingInputError, match="no such file"):
+    with pytest.raises(MissingInputError, match="resnet101.pth not found: give such a file, or .none."):
         segmentation.build_seg_network("deeplab_v2", "/nonexistent/resnet101.pth")
     with pytest.raises(BadInputError, match="choose one of"):
         segmentation.build_seg_network("resnet50_cam", "none")
@@ -349,3 +349,11 @@ def test_lite0_seg_network_shapes():
     y = model(torch.randn(2, 3, 64, 48))
     assert y.shape == (2, 21, 16, 12)  # stride 4
     F.cross_entropy(y, torch.zeros(2, 16, 12, dtype=torch.long)).backward()
+
+
+def test_corrupt_segmentation_weights_are_named(tmp_path):
+    from advcam.segmentation import load_seg_weights
+    bad = tmp_path / "seg.pth"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(BadInputError, match="seg.pth: not a torch checkpoint"):
+        load_seg_weights(torch.nn.Conv2d(1, 1, 1), str(bad))
