@@ -53,7 +53,7 @@ def _first(batch: list) -> dict:
     return batch[0]
 
 
-def _pairs(pack: dict) -> list[torch.Tensor]:
+def pack_pairs(pack: dict) -> list[torch.Tensor]:
     """The flip pairs of a pack, one per scale (the dataset gives a bare tensor for a single scale)."""
     return pack["img"] if isinstance(pack["img"], list) else [pack["img"]]
 
@@ -106,7 +106,7 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
 
     for group in _groups(loader, per_group, on_bad):
         keys = [torch.nonzero(torch.from_numpy(label_of[pack["name"]]))[:, 0] for pack in group]
-        pairs = [[p.to(device, non_blocking=True) for p in _pairs(pack)] for pack in group]
+        pairs = [[p.to(device, non_blocking=True) for p in pack_pairs(pack)] for pack in group]
         outs = group_fn(model, pairs, args.cam_scales, [k.tolist() for k in keys], [pack["size"] for pack in group],
                         device)
         for pack, k, (cam, high_res) in zip(group, keys, outs, strict=True):

@@ -2,14 +2,17 @@
 CAMs and predicted label maps read as the reference reads them."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_label_png, missing_files
-from advcam.voc12.dataloader import load_img_name_list
+from advcam.metrics import ConfusionMatrix
+from advcam.voc12.dataloader import load_img_name_list, load_seg_label
 
 NUM_SEG_CLASSES = 21
 THRESHOLDS = tuple(round(0.15 + 0.01 * i, 2) for i in range(20))  # 0.15, 0.16, ..., 0.34 (AdvCAM's sweep)
@@ -65,3 +68,22 @@ def update_seed_sweep(confs: list, thresholds: Sequence[float], cam_dict: dict, 
         fg_max, fg = np.zeros(gt.shape, np.float32), np.zeros(gt.shape, np.int64)
     for conf, th in zip(confs, thresholds, strict=True):
         conf.update(np.where(fg_max > th, fg, 0), gt)
+
+
+def label_confusion(voc12_root: str, names: Sequence[str], folder: str, desc: str | None = None) -> np.ndarray:
+    """The 21x21 confusion matrix of the label maps ``<folder>/<id>.png`` (read by :func:`load_prediction`) against
+    the ground truth of ``voc12_root``, over ``names``; with ``desc`` a progress bar of that name."""
+    conf = ConfusionMatrix(NUM_SEG_CLASSES)
+    for name in tqdm(names, desc=desc, unit="img", leave=False, disable=desc is None):
+        pred = load_prediction(folder, name)
+        gt = load_seg_label(voc12_root, name)
+        if pred.shape != gt.shape:
+            raise BadInputError(f"{folder}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: the "
+                                "predictions do not belong to this --voc12_root")
+        conf.update(pred, gt)
+    return conf.matrix
+
+
+def json_float(v: float) -> float | None:
+    """``v`` for JSON: None for NaN (an IoU undefined for a class absent from prediction and ground truth)."""
+    return None if math.isnan(v) else float(v)

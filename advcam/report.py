@@ -10,7 +10,6 @@ Entry point: :func:`make_report` (``scripts/report.py`` is its command line).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import datetime
@@ -33,8 +32,8 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from advcam.errors import BadInputError, MissingInputError  # noqa: E402
-from advcam.evaluation import THRESHOLDS, load_prediction, seed_prediction, update_seed_sweep  # noqa: E402
-from advcam.io import atomic_path, load_cam_npy  # noqa: E402
+from advcam.evaluation import THRESHOLDS, label_confusion, load_prediction, seed_prediction, update_seed_sweep  # noqa: E402
+from advcam.io import atomic_path, load_cam_npy, load_label_png, load_npy_dict  # noqa: E402
 from advcam.metrics import VOC_SEG_CLASS_NAMES, ConfusionMatrix, iou, mean_iou  # noqa: E402
 from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE  # noqa: E402
 from advcam.voc12.dataloader import load_image, load_img_name_list, load_seg_label  # noqa: E402
@@ -220,10 +219,7 @@ def score_stage(stage: Stage, voc12_root: str, names: Sequence[str],
             update_seed_sweep(confs, thresholds, d, load_seg_label(voc12_root, name),
                               os.path.join(stage.folder, name + ".npy"))
         return StageScores(stage, present, tuple(thresholds), [c.matrix for c in confs])
-    conf = ConfusionMatrix(21)
-    for name in present:
-        conf.update(load_prediction(stage.folder, name), load_seg_label(voc12_root, name))
-    return StageScores(stage, present, None, [conf.matrix])
+    return StageScores(stage, present, None, [label_confusion(voc12_root, present, stage.folder)])
 
 
 def recorded_result(results: dict, stage: Stage) -> dict | None:
@@ -304,16 +300,8 @@ def summarize_logs(log_files: Sequence[str]) -> LogSummary:
 # Figures
 # ----------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _public_path(path: str):
-    """:func:`advcam.io.atomic_path` with the file made world-readable (a report is for viewing)."""
-    with atomic_path(path) as tmp:
-        yield tmp
-        os.chmod(tmp, 0o644)
-
-
 def _save(fig, path: str, dpi: int = 100) -> str:
-    with _public_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return path
@@ -341,7 +329,8 @@ def image_panels(folders: RunFolders, name: str, seed_thresholds: dict[str, floa
             th = seed_thresholds.get(stage.name, 0.25)
             seeds.append((f"{stage.name} seed (bg {th:.2f})", colorize_labels(seed_prediction(d, th))))
         else:
-            labels = np.asarray(load_prediction(stage.folder, name)) if stage.evaluated else _read_png(path)
+            labels = (np.asarray(load_prediction(stage.folder, name)) if stage.evaluated
+                      else load_label_png(path, "IR label", "rerun the cam_to_ir_label pass"))
             panels.append((stage.name, colorize_labels(labels)))
     # seeds after the attribution maps, before the label stages
     n_cam = 1 + sum(1 for s in folders.stages() if s.kind == "cam"
@@ -351,14 +340,6 @@ def image_panels(folders: RunFolders, name: str, seed_thresholds: dict[str, floa
     if os.path.isfile(gt_path):
         panels.append(("ground truth", colorize_labels(load_seg_label(folders.voc12_root, name))))
     return panels
-
-
-def _read_png(path: str) -> np.ndarray:
-    from PIL import Image
-    arr = np.asarray(Image.open(path))
-    if arr.ndim != 2:
-        raise BadInputError(f"{path}: expected a single-channel label map, got shape {arr.shape}")
-    return arr
 
 
 def image_figure(folders: RunFolders, name: str, path: str, seed_thresholds: dict[str, float]) -> str:
@@ -401,7 +382,7 @@ def _labels_in(folders: RunFolders, name: str) -> list[set[int]]:
         if stage.kind == "cam":
             out.append({0} | {int(k) + 1 for k in np.asarray(load_cam_npy(path)["keys"])})
         else:
-            out.append(set(np.unique(_read_png(path)).tolist()))
+            out.append(set(np.unique(load_label_png(path, "label map", "rerun the pass that writes it")).tolist()))
     return out
 
 
@@ -427,7 +408,7 @@ def sweep_figure(scores: Sequence[StageScores], path: str) -> dict[str, list[flo
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
-    with _public_path(os.path.splitext(path)[0] + ".csv") as tmp, open(tmp, "w", newline="") as f:
+    with atomic_path(os.path.splitext(path)[0] + ".csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(list(data))
         for row in zip(*data.values(), strict=True):
@@ -463,11 +444,7 @@ def per_class_figure(scores: Sequence[StageScores], path: str) -> dict[str, list
 
 def load_steps(path: str) -> dict:
     """A ``<cam_out_dir>/steps/<id>.npy`` file of ``obtain_CAM_masking.py --save_steps`` (see make_advcam)."""
-    try:
-        d = np.load(path, allow_pickle=True).item()
-    except FileNotFoundError:
-        raise MissingInputError(f"climbing-steps file {path} not found: run obtain_CAM_masking.py with "
-                                "--save_steps for this image") from None
+    d = load_npy_dict(path, "climbing-steps file", "obtain_CAM_masking.py with --save_steps for this image")
     cam = np.asarray(d.get("cam"))
     if cam.ndim != 4 or cam.shape[1] != len(d["keys"]):
         raise BadInputError(f"{path}: expected 'cam' [T, K, h, w] with K = len(keys), got {cam.shape}")
@@ -517,7 +494,7 @@ def climbing_animation(steps_path: str, voc12_root: str, gif_path: str, strip_pa
     keys = [int(k) for k in np.asarray(steps["keys"])]
     T = maps.shape[0]
     frames = [_frame(image, maps[t], keys, t, T, name) for t in range(T)]
-    with _public_path(gif_path) as tmp:
+    with atomic_path(gif_path) as tmp:
         iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=[frame_ms] * (T - 1) + [3 * frame_ms], loop=0)
     if strip_path is not None and keys:
         picks = sorted(set(np.linspace(0, T - 1, 5).round().astype(int).tolist()))
@@ -673,7 +650,7 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>advcam report</title>"
             f"<style>{_CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
     path = os.path.join(report_dir, "report.html")
-    with _public_path(path) as tmp, open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(page)
     log.info("report: %s (%d images, %d animations)", path, len(shown), len(steps_files))
     return path

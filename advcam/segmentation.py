@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from advcam import imutils
 from advcam.errors import BadInputError, MissingInputError, UserError
-from advcam.io import atomic_path, save_png, save_torch
+from advcam.io import atomic_path, load_label_png, save_png, save_torch
 from advcam.io import load_checkpoint as read_torch_file
 from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE
 from advcam.voc12.dataloader import load_image
@@ -179,14 +179,9 @@ def label_path(label_dir: str, name: str) -> str:
 def load_label(label_dir: str, name: str, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """A training label map (uint8 0..num_classes-1, 255 ignored): a pseudo-mask PNG or a (palette) ground truth."""
     path = label_path(label_dir, name)
-    try:
-        label = np.asarray(Image.open(path))
-    except FileNotFoundError:
-        raise MissingInputError(f"label {path} not found") from None
-    except Exception as e:
-        raise BadInputError(f"label {path} could not be read: {e}") from None
-    if label.ndim != 2 or label.dtype != np.uint8:
-        raise BadInputError(f"{path}: expected a single-channel uint8 label map, got {label.dtype} {label.shape}")
+    label = load_label_png(path, "label", "rerun make_sem_seg, or point --seg_label_dir at a folder of label PNGs")
+    if label.dtype != np.uint8:
+        raise BadInputError(f"{path}: expected a uint8 label map, got {label.dtype}")
     bad = (label >= num_classes) & (label != IGNORE_LABEL)
     if bad.any():
         raise BadInputError(f"{path}: label {int(label[bad][0])} is neither a class (0-{num_classes - 1}) nor "
@@ -358,8 +353,9 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
 
     A checkpoint {"model", "optimizer", "scheduler", "iteration", "config"} is written atomically every
     ``checkpoint_every`` updates and at the end. The data stream and each iteration's torch generator depend only
-    on (dataset.seed, position), so a resumed run equals the uninterrupted one. bf16 autocast and channels_last
-    on CUDA. Returns {"losses": per-update loss of this call, "start_iteration", "iterations", "seconds"}.
+    on (dataset.seed, position), so a resumed run equals the uninterrupted one (it takes the checkpoint's seed).
+    bf16 autocast and channels_last on CUDA. Returns {"losses": per-update loss of this call,
+    "start_iteration", "iterations", "seconds"}.
     """
     if loss not in LOSSES:
         raise BadInputError(f"unknown segmentation loss {loss!r}: choose one of {', '.join(LOSSES)}")
@@ -383,6 +379,7 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start = int(ckpt["iteration"])
+        dataset.seed = int(ckpt.get("config", {}).get("seed", dataset.seed))  # the data stream of the run it continues
         log.info("resuming from %s at iteration %d of %d", checkpoint_path, start, num_iters)
 
     def save(it: int) -> None:

@@ -193,3 +193,18 @@ def test_results_table_names_a_missing_row(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no result for eval_sem_seg:out/sem_seg"):
         table.main([str(res), "CAM seeds=eval_cam:out/cam", "IRN masks=eval_sem_seg:out/sem_seg"])
     assert "IRN masks   missing" in capsys.readouterr().out
+
+
+def test_atomic_outputs_get_the_permissions_of_a_plain_write(tmp_path):
+    """Outputs are readable as a plain open(path, "w") would leave them (0666 less the umask), not 0600."""
+    from advcam.io import atomic_path
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp, open(tmp, "w") as f:
+            f.write("x")
+        with open(tmp_path / "b.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]  # no temporary file left

@@ -243,3 +243,13 @@ def test_lite0_cam_network_end_to_end(tmp_path, tiny_voc):
         f, r = load_cam_npy(str(outs["fast"] / f"{n}.npy")), load_cam_npy(str(outs["reference"] / f"{n}.npy"))
         assert torch.equal(torch.as_tensor(f["keys"]), torch.as_tensor(r["keys"]))
         assert np.abs(np.asarray(f["high_res"]) - np.asarray(r["high_res"])).max() <= 1e-4
+    # --save_steps climbs its images with the network the flag names too (the steps' last map is the file's "cam")
+    steps_run = tmp_path / "steps_run"
+    obtain_cam_masking.main(["--voc12_root", tiny_voc, "--train_list", "train.txt", "--num_workers", "0",
+                             "--cam_scales", "1.0", "--adv_iter", "3", "--cam_out_dir", str(steps_run),
+                             "--save_steps", names[0], *net])
+    steps = np.load(steps_run / "steps" / f"{names[0]}.npy", allow_pickle=True).item()
+    assert steps["cam"].shape[0] == 3
+    assert np.array_equal(steps["cam"][-1], load_cam_npy(str(steps_run / f"{names[0]}.npy"))["cam"].numpy())
+    assert np.array_equal(load_cam_npy(str(steps_run / f"{names[0]}.npy"))["high_res"],
+                          load_cam_npy(str(outs["fast"] / f"{names[0]}.npy"))["high_res"])

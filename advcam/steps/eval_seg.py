@@ -6,39 +6,24 @@ Reads ``<seg_out_dir>/<id>.png`` (and, with ``--seg_crf True``, ``<seg_crf_out_d
 from __future__ import annotations
 
 import logging
-import math
 import os
 
-from tqdm import tqdm
-
-from advcam.errors import BadInputError, MissingInputError
-from advcam.evaluation import NUM_SEG_CLASSES, load_prediction
+from advcam.errors import MissingInputError
+from advcam.evaluation import json_float, label_confusion
 from advcam.io import missing_files
-from advcam.metrics import ConfusionMatrix, format_iou_table, summarize
-from advcam.voc12.dataloader import load_img_name_list, load_seg_label
+from advcam.metrics import format_iou_table, summarize
+from advcam.voc12.dataloader import load_img_name_list
 
 log = logging.getLogger("advcam.eval_seg")
-
-
-def _json_float(v: float) -> float | None:
-    return None if math.isnan(v) else float(v)
 
 
 def evaluate_folder(voc12_root: str, names: list[str], folder: str) -> dict:
     """{"miou", "iou" (21, None where undefined), "pixel_acc", "images"} of ``<folder>/<id>.png`` against the
     ground truth of ``voc12_root``."""
-    conf = ConfusionMatrix(NUM_SEG_CLASSES)
-    for name in tqdm(names, desc=f"eval_seg {folder}", unit="img", leave=False):
-        pred = load_prediction(folder, name)
-        gt = load_seg_label(voc12_root, name)
-        if pred.shape != gt.shape:
-            raise BadInputError(f"{folder}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: the "
-                                "predictions do not belong to this --voc12_root")
-        conf.update(pred, gt)
-    s = summarize(conf.matrix)
+    s = summarize(label_confusion(voc12_root, names, folder, f"eval_seg {folder}"))
     log.info("%s, %d images: per-class IoU:\n%s", folder, len(names), format_iou_table(s["iou"]))
     log.info("mIoU %.2f, pixel accuracy %.2f%% (%s)", 100 * s["miou"], 100 * s["pixel_acc"], folder)
-    return {"miou": s["miou"], "iou": [_json_float(v) for v in s["iou"]], "pixel_acc": s["pixel_acc"],
+    return {"miou": s["miou"], "iou": [json_float(v) for v in s["iou"]], "pixel_acc": s["pixel_acc"],
             "images": len(names)}
 
 

@@ -7,15 +7,11 @@ foreground FP/FN ratios and pixel accuracy.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
-from tqdm import tqdm
 
-from advcam.errors import BadInputError
-from advcam.evaluation import NUM_SEG_CLASSES, eval_names, load_prediction, require_predictions
-from advcam.metrics import ConfusionMatrix, format_iou_table, summarize
-from advcam.voc12.dataloader import load_seg_label
+from advcam.evaluation import eval_names, json_float, label_confusion, require_predictions
+from advcam.metrics import format_iou_table, summarize
 
 log = logging.getLogger("advcam.eval_sem_seg")
 
@@ -26,26 +22,14 @@ def _nanmean(x: np.ndarray) -> float:
     return float(np.nanmean(x)) if np.any(~np.isnan(x)) else float("nan")
 
 
-def _json_float(v: float) -> float | None:
-    return None if math.isnan(v) else float(v)
-
-
 def run(args) -> dict:
     """Evaluate; returns {"miou", "iou" (21, None where undefined), "fp_bg", "fn_bg", "fp_fg_mean",
     "fn_fg_mean", "pixel_acc", "among_predfg_bg", "images"} (fractions)."""
     names = eval_names(args)
     require_predictions(args, names, args.sem_seg_out_dir, ".png", "predictions", "make_sem_seg")
-    conf = ConfusionMatrix(NUM_SEG_CLASSES)
-    for name in tqdm(names, desc="eval_sem_seg", unit="img"):
-        pred = load_prediction(args.sem_seg_out_dir, name)
-        gt = load_seg_label(args.voc12_root, name)
-        if pred.shape != gt.shape:
-            raise BadInputError(f"{args.sem_seg_out_dir}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: "
-                             "the predictions do not belong to this --voc12_root")
-        conf.update(pred, gt)
-    s = summarize(conf.matrix)
+    s = summarize(label_confusion(args.voc12_root, names, args.sem_seg_out_dir, "eval_sem_seg"))
     fp, fn = s["fp"], s["fn"]
-    out = {"miou": s["miou"], "iou": [_json_float(v) for v in s["iou"]], "fp_bg": float(fp[0]),
+    out = {"miou": s["miou"], "iou": [json_float(v) for v in s["iou"]], "fp_bg": float(fp[0]),
            "fn_bg": float(fn[0]), "fp_fg_mean": _nanmean(fp[1:]), "fn_fg_mean": _nanmean(fn[1:]),
            "pixel_acc": s["pixel_acc"], "among_predfg_bg": s["among_predfg_bg"], "images": len(names)}
     log.info("read %d predictions from %s, ground truth from %s (split %s)", len(names), args.sem_seg_out_dir,

@@ -28,11 +28,10 @@ import torch
 
 from advcam.advcam import advcam_image, advcam_images, iterations_for_scale
 from advcam.cam import fuse_scales
-from advcam.cam_loop import device_layout, run_cam_pass
+from advcam.cam_loop import device_layout, pack_pairs, run_cam_pass
 from advcam.errors import BadInputError
 from advcam.io import missing_files, save_cam_npy, save_npy
-from advcam.nets.resnet50_cam import build_cam_net
-from advcam.utils import resolve_cam_weights
+from advcam.utils import cam_network, pick_device, resolve_cam_weights
 from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
 log = logging.getLogger("advcam.make_advcam")
@@ -98,13 +97,13 @@ def save_climbing_steps(args, ids: list[str]) -> dict:
     steps_dir = os.path.join(args.cam_out_dir, STEPS_DIR)
     todo = missing_files(list(dict.fromkeys(ids)), steps_dir, ".npy")
     if todo:
-        device = torch.device(args.device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
-        model = build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
+        device = pick_device(args.device)
+        model = cam_network(args).build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
         labels = get_cls_labels(args.voc12_root, todo, getattr(args, "cls_labels", None))
         ds = VOC12ImageDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=todo)
         for idx, name in enumerate(todo):
             pack = ds[idx]
-            pairs = [p.to(device) for p in (pack["img"] if isinstance(pack["img"], list) else [pack["img"]])]
+            pairs = [p.to(device) for p in pack_pairs(pack)]
             keys = np.nonzero(labels[idx])[0].tolist()
             size = tuple(pack["size"])
             step_maps: list = []

@@ -12,8 +12,6 @@ import logging
 import os
 import random
 
-import torch
-
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import missing_files, save_torch
 from advcam.segmentation import (
@@ -52,12 +50,7 @@ def run(args) -> dict:
         raise BadInputError(f"--seg_train_list {args.seg_train_list} has {len(names)} images, fewer than "
                             f"--seg_batch_size {recipe.batch_size}")
     ckpt = checkpoint_path(args)
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
-    if os.path.isfile(ckpt):  # a resumed run keeps its data stream, whatever --seed says now
-        try:
-            seed = int(torch.load(ckpt, map_location="cpu", weights_only=False).get("config", {}).get("seed", seed))
-        except Exception as e:
-            raise BadInputError(f"checkpoint {ckpt} could not be read ({e}): delete it to start over") from None
+    seed = args.seed if args.seed is not None else random.randrange(2**31)  # a resumed run keeps its own
     device = pick_device(getattr(args, "device", None))
     model, init = build_seg_network(args.seg_network, args.seg_pretrained)
     ds = SegTrainDataset(names, args.voc12_root, label_dir, args.seg_crop_size, recipe.scales, seed)
