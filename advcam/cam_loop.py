@@ -1,4 +1,5 @@
-"""The image loop shared by the CAM passes (make_cam, obtain_CAM_masking): resumable, one worker per GPU."""
+"""The image loop shared by the CAM passes (make_cam, obtain_CAM_masking): resumable; one worker per GPU, or one
+exact shard per rank under torchrun."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.io import missing_files, save_cam_npy
 from advcam.utils import cam_network, resolve_cam_weights
 from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
@@ -83,7 +85,7 @@ def _groups(loader, per_group: int, on_bad):
 
 
 def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], labels: np.ndarray, args,
-            group_fn: PerGroup, desc: str, queue) -> None:
+            group_fn: PerGroup, desc: str, queue, bar_row: int | None = None) -> None:
     device = torch.device(devices[rank])
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -96,7 +98,9 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
     per_group = max(1, getattr(args, "images_per_batch", 1))
     done = classes = bad = 0
     t0 = time.time()
-    bar = tqdm(total=len(mine), desc=f"{desc} [{devices[rank]}]", position=rank, unit="img", dynamic_ncols=True)
+    where = devices[rank] if bar_row is None else f"rank {distributed.rank()}, {devices[rank]}"
+    bar = tqdm(total=len(mine), desc=f"{desc} [{where}]", position=rank if bar_row is None else bar_row, unit="img",
+               dynamic_ncols=True)
 
     def on_bad(pack: dict) -> None:
         nonlocal bad
@@ -122,22 +126,34 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
 def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
     """Run ``group_fn`` over the images of ``args.train_list``, writing ``<cam_out_dir>/<id>.npy``.
 
-    Finished images are skipped, so an interrupted run resumes. One worker process per visible CUDA
-    device (the list split round-robin), or the CPU in this process when there is none.
+    Finished images are skipped, so an interrupted run resumes. Under torchrun each rank takes an exact shard of
+    the images still to do, on its own device (:mod:`advcam.distributed`); otherwise one worker process per visible
+    CUDA device (the list split round-robin), or the CPU in this process when there is none.
 
     Up to ``args.images_per_batch`` (absent: 1) consecutive images of equal original size are handed
     together to ``group_fn`` (:func:`per_image_group` turns a per-image function into one); each image is
-    still written to its own file, atomically, as soon as its group is done.
+    still written to its own file, atomically, as soon as its group is done. Returns the counts summed over ranks.
     """
     t0 = time.time()
     names = load_img_name_list(args.train_list, args.voc12_root)
     os.makedirs(args.cam_out_dir, exist_ok=True)
-    todo = missing_files(names, args.cam_out_dir, ".npy")
+    todo = distributed.todo_on_main(lambda: missing_files(names, args.cam_out_dir, ".npy"))
     resolve_cam_weights(args.cam_weights_name)  # fail early, before any worker starts
     log.info("%s: %d images in %s, %d already in %s, %d to do", desc, len(names), args.train_list,
              len(names) - len(todo), args.cam_out_dir, len(todo))
-    stats = {"images": 0, "classes": 0, "bad": 0, "skipped": len(names) - len(todo)}
-    if todo:
+    counts = {"images": 0, "classes": 0, "bad": 0}
+    if distributed.is_distributed():
+        mine = distributed.shard(todo)
+        if mine:
+            import queue as _q
+            q = _q.SimpleQueue()
+            labels = get_cls_labels(args.voc12_root, mine, getattr(args, "cls_labels", None))
+            device = str(distributed.local_device(getattr(args, "device", None)))
+            _worker(0, 1, [device], mine, labels, args, group_fn, desc, q,
+                    bar_row=int(os.environ.get("LOCAL_RANK", "0")))
+            counts = dict(zip(counts, q.get(), strict=True))
+        counts = distributed.sum_counts(counts)
+    elif todo:
         labels = get_cls_labels(args.voc12_root, todo, getattr(args, "cls_labels", None))
         if getattr(args, "device", None):
             devices = [args.device]
@@ -157,11 +173,10 @@ def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
                 _worker, nprocs=len(devices), start_method="spawn",
                 args=(len(devices), devices, todo, labels, args, group_fn, desc, q))
             results = [q.get() for _ in devices]
-        for done, classes, bad in results:
-            stats["images"] += done
-            stats["classes"] += classes
-            stats["bad"] += bad
-    stats["seconds"] = time.time() - t0
+        for result in results:
+            for k, v in zip(counts, result, strict=True):
+                counts[k] += v
+    stats = dict(counts, skipped=len(names) - len(todo), seconds=time.time() - t0)
     log.info("%s done: %d images (%d classes) written, %d skipped as done, %d unreadable, %.1f s, output %s",
              desc, stats["images"], stats["classes"], stats["skipped"], stats["bad"], stats["seconds"],
              args.cam_out_dir)

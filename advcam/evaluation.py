@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_label_png, missing_files
 from advcam.metrics import ConfusionMatrix
@@ -72,16 +73,19 @@ def update_seed_sweep(confs: list, thresholds: Sequence[float], cam_dict: dict, 
 
 def label_confusion(voc12_root: str, names: Sequence[str], folder: str, desc: str | None = None) -> np.ndarray:
     """The 21x21 confusion matrix of the label maps ``<folder>/<id>.png`` (read by :func:`load_prediction`) against
-    the ground truth of ``voc12_root``, over ``names``; with ``desc`` a progress bar of that name."""
+    the ground truth of ``voc12_root``, over ``names``; with ``desc`` a progress bar of that name.
+
+    Under torchrun (collective) each rank counts its exact shard of ``names`` and the matrices are summed, so every
+    pixel is counted once."""
     conf = ConfusionMatrix(NUM_SEG_CLASSES)
-    for name in tqdm(names, desc=desc, unit="img", leave=False, disable=desc is None):
+    for name in tqdm(distributed.shard(names), desc=desc, unit="img", leave=False, disable=desc is None):
         pred = load_prediction(folder, name)
         gt = load_seg_label(voc12_root, name)
         if pred.shape != gt.shape:
             raise BadInputError(f"{folder}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: the "
                                 "predictions do not belong to this --voc12_root")
         conf.update(pred, gt)
-    return conf.matrix
+    return distributed.all_reduce_sum(conf.matrix)
 
 
 def json_float(v: float) -> float | None:

@@ -26,25 +26,34 @@ def pil_rescale(img: np.ndarray, scale: float, order: int) -> np.ndarray:
     return pil_resize(img, (int(np.round(h * scale)), int(np.round(w * scale))), order)
 
 
-def random_resize_long(img: np.ndarray, min_long: int, max_long: int) -> np.ndarray:
+def item_rng(seed: int | None, epoch: int, index: int):
+    """The generator of one training item's augmentation: seeded by (seed, epoch, index), so that an item is
+    augmented alike whatever the number of loader workers or torchrun ranks; Python's global ``random`` when
+    ``seed`` is None."""
+    if seed is None:
+        return random
+    return random.Random(int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0]))
+
+
+def random_resize_long(img: np.ndarray, min_long: int, max_long: int, rng=random) -> np.ndarray:
     """Resize so the long side is a random integer in [min_long, max_long] (bicubic)."""
-    target_long = random.randint(min_long, max_long)
+    target_long = rng.randint(min_long, max_long)
     h, w = img.shape[:2]
     scale = target_long / max(h, w)
     return pil_rescale(img, scale, 3)
 
 
-def random_scale(img, scale_range: tuple[float, float], order):
+def random_scale(img, scale_range: tuple[float, float], order, rng=random):
     """Rescale one array or a tuple of arrays by one random factor in ``scale_range``."""
-    s = scale_range[0] + random.random() * (scale_range[1] - scale_range[0])
+    s = scale_range[0] + rng.random() * (scale_range[1] - scale_range[0])
     if isinstance(img, tuple):
         return tuple(pil_rescale(i, s, o) for i, o in zip(img, order, strict=True))
     return pil_rescale(img, s, order)
 
 
-def random_lr_flip(img):
+def random_lr_flip(img, rng=random):
     """Flip one array or a tuple of arrays left-right with probability 0.5."""
-    if random.random() < 0.5:
+    if rng.random() < 0.5:
         if isinstance(img, tuple):
             return tuple(np.ascontiguousarray(np.fliplr(m)) for m in img)
         return np.ascontiguousarray(np.fliplr(img))
@@ -65,29 +74,29 @@ def denormalize(img: np.ndarray) -> np.ndarray:
     return np.clip((img * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _crop_offsets(length: int, cropsize: int) -> tuple[int, int]:
+def _crop_offsets(length: int, cropsize: int, rng=random) -> tuple[int, int]:
     """(offset in the container, offset in the image) along one side, drawn at random."""
     space = length - cropsize
     if space > 0:
-        return 0, random.randrange(space + 1)
-    return random.randrange(-space + 1), 0
+        return 0, rng.randrange(space + 1)
+    return rng.randrange(-space + 1), 0
 
 
-def _crop_boxes(imgsize: tuple[int, int], cropsize: int) -> tuple[int, ...]:
+def _crop_boxes(imgsize: tuple[int, int], cropsize: int, rng=random) -> tuple[int, ...]:
     h, w = imgsize
     ch, cw = min(cropsize, h), min(cropsize, w)
-    cont_top, img_top = _crop_offsets(h, cropsize)
-    cont_left, img_left = _crop_offsets(w, cropsize)
+    cont_top, img_top = _crop_offsets(h, cropsize, rng)
+    cont_left, img_left = _crop_offsets(w, cropsize, rng)
     return cont_top, cont_top + ch, cont_left, cont_left + cw, img_top, img_top + ch, img_left, img_left + cw
 
 
-def random_crop(images, cropsize: int, default_values):
+def random_crop(images, cropsize: int, default_values, rng=random):
     """Random ``cropsize`` square crop; images smaller than the crop are placed at a random offset in a
     container filled with ``default_values``. Accepts one array or a tuple (same box for all)."""
     single = isinstance(images, np.ndarray)
     if single:
         images, default_values = (images,), (default_values,)
-    box = _crop_boxes(images[0].shape[:2], cropsize)
+    box = _crop_boxes(images[0].shape[:2], cropsize, rng)
     out = []
     for img, f in zip(images, default_values, strict=True):
         cont = np.full((cropsize, cropsize) + img.shape[2:], f, dtype=img.dtype)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from advcam import imutils
+from advcam import distributed, imutils
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_cam_npy, missing_files
 from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
@@ -84,12 +84,13 @@ def irn_inference(args, out_dir: str, suffix: str, desc: str, bg_thres: float, s
     ``<out_dir>/<id><suffix>``; edge and displacement are None for an image without a positive class.
 
     Records the number of finished images it skips in ``stats["skipped"]``; the IRN network is built only
-    when there is something to do.
+    when there is something to do. Under torchrun each rank yields its exact shard of the images to do, and when
+    the loop ends, the counts the caller kept in ``stats`` are summed over the ranks.
     """
     device = pick_device(getattr(args, "device", None))
     names = load_img_name_list(args.infer_list, args.voc12_root)
     os.makedirs(out_dir, exist_ok=True)
-    todo = missing_files(names, out_dir, suffix)
+    todo = distributed.todo_on_main(lambda: missing_files(names, out_dir, suffix))
     stats["skipped"] = len(names) - len(todo)
     log.info("%s: %d images in %s, %d already in %s, %d to do", desc, len(names), args.infer_list,
              stats["skipped"], out_dir, len(todo))
@@ -99,10 +100,13 @@ def irn_inference(args, out_dir: str, suffix: str, desc: str, bg_thres: float, s
     model = build_irn(args, device)
     log.info("read IRN weights %s, CAMs from %s; random walk beta %s, exp_times %s, bg threshold %s, on %s",
              args.irn_weights_name, args.cam_out_dir, args.beta, args.exp_times, bg_thres, device)
-    for pack in tqdm(pair_loader(todo, args, device), desc=desc, unit="img", total=len(todo)):
+    mine = distributed.shard(todo)
+    for pack in tqdm(pair_loader(mine, args, device), desc=desc, unit="img", total=len(mine),
+                     position=distributed.rank() if distributed.is_distributed() else None):
         name, size = pack["name"], tuple(pack["size"])
         cams, keys = load_cams(args.cam_out_dir, name, size, device)
         edge = dp = None
         if len(keys):
             edge, dp = edge_and_displacement(model, pack["img"].to(device, non_blocking=True))
         yield name, size, cams, keys, edge, dp
+    stats.update(distributed.sum_counts({k: v for k, v in stats.items() if k != "skipped"}))

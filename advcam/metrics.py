@@ -208,6 +208,88 @@ def voc_ap(prec: np.ndarray, rec: np.ndarray, use_07_metric: bool = False) -> fl
     return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
 
 
+def match_instances(pred_mask: np.ndarray, pred_label: np.ndarray, pred_score: np.ndarray, gt_mask: np.ndarray,
+                    gt_label: np.ndarray, iou_thresh: float = 0.5, image: int = 0) -> dict[int, tuple]:
+    """One image's share of VOC instance AP: {class: (ground-truth count, scores [R_c], matches int8 [R_c])}, the
+    class's predictions in descending score order, 1 for a true positive (see
+    :func:`eval_instance_segmentation_voc`); ``image`` names the image in errors."""
+    p_label = np.asarray(pred_label, dtype=np.int64).reshape(-1)
+    p_score = np.asarray(pred_score, dtype=np.float64).reshape(-1)
+    g_label = np.asarray(gt_label, dtype=np.int64).reshape(-1)
+    p_mask = np.asarray(pred_mask, dtype=bool)
+    g_mask = np.asarray(gt_mask, dtype=bool)
+    if len(p_label) == 0:
+        p_mask = p_mask.reshape((0,) + (p_mask.shape[1:] if p_mask.ndim == 3 else (0, 0)))
+    if len(g_label) == 0:
+        g_mask = g_mask.reshape((0,) + (g_mask.shape[1:] if g_mask.ndim == 3 else (0, 0)))
+    if p_mask.ndim != 3 or len(p_mask) != len(p_label) or len(p_score) != len(p_label):
+        raise ValueError(f"image {image}: prediction masks {p_mask.shape}, labels {p_label.shape} and scores "
+                         f"{p_score.shape} do not agree")
+    if g_mask.ndim != 3 or len(g_mask) != len(g_label):
+        raise ValueError(f"image {image}: ground-truth masks {g_mask.shape} and labels {g_label.shape} do not agree")
+    if np.any(p_label < 0) or np.any(g_label < 0):
+        raise ValueError(f"image {image}: class labels must be non-negative (0-based foreground classes)")
+    out: dict[int, tuple] = {}
+    for lb in np.unique(np.concatenate((p_label, g_label))):
+        lb = int(lb)
+        psel = p_label == lb
+        pm, ps = p_mask[psel], p_score[psel]
+        order = ps.argsort()[::-1]
+        pm, ps = pm[order], ps[order]
+        gm = g_mask[g_label == lb]
+        m = np.zeros(len(pm), dtype=np.int8)
+        if len(pm) and len(gm):
+            if pm.shape[1:] != gm.shape[1:]:
+                raise ValueError(f"image {image}: prediction masks are {pm.shape[1:]}, ground-truth masks "
+                                 f"{gm.shape[1:]}")
+            ious = mask_iou(pm, gm)
+            best = ious.argmax(axis=1)
+            best[ious.max(axis=1) < iou_thresh] = -1
+            taken = np.zeros(len(gm), dtype=bool)
+            for k, g in enumerate(best):
+                if g >= 0 and not taken[g]:
+                    m[k] = 1
+                if g >= 0:
+                    taken[g] = True
+        out[lb] = (len(gm), ps, m)
+    return out
+
+
+def ap_from_matches(per_image: Sequence[dict[int, tuple]], use_07_metric: bool = False,
+                    num_classes: int | None = None) -> dict:
+    """{"ap", "map"} from the :func:`match_instances` records of every image, in image order (predictions of a
+    class are then ranked by score over all images)."""
+    n_pos: dict[int, int] = {}
+    scores: dict[int, list[np.ndarray]] = {}
+    matches: dict[int, list[np.ndarray]] = {}
+    for record in per_image:
+        for lb, (npos, ps, m) in record.items():
+            n_pos[lb] = n_pos.get(lb, 0) + npos
+            scores.setdefault(lb, []).append(ps)
+            matches.setdefault(lb, []).append(m)
+    n_cls = (max(n_pos) + 1) if n_pos else 0
+    if num_classes is not None:
+        if num_classes < n_cls:
+            raise ValueError(f"num_classes={num_classes} but class label {n_cls - 1} occurs")
+        n_cls = num_classes
+    ap = np.full(n_cls, np.nan)
+    for lb, npos in n_pos.items():
+        if npos == 0:
+            continue  # no ground truth: recall undefined, AP stays NaN
+        s = np.concatenate(scores[lb])
+        m = np.concatenate(matches[lb])
+        order = s.argsort()[::-1]
+        m = m[order]
+        tp = np.cumsum(m == 1)
+        fp = np.cumsum(m == 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            prec = tp / (tp + fp)
+        rec = tp / npos
+        ap[lb] = voc_ap(prec, rec, use_07_metric=use_07_metric)
+    return {"ap": ap, "map": _nanmean(ap)}
+
+
 def eval_instance_segmentation_voc(pred_masks: Sequence[np.ndarray], pred_labels: Sequence[np.ndarray],
                                    pred_scores: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray],
                                    gt_labels: Sequence[np.ndarray], iou_thresh: float = 0.5,
@@ -228,75 +310,6 @@ def eval_instance_segmentation_voc(pred_masks: Sequence[np.ndarray], pred_labels
         raise ValueError("pred_masks, pred_labels, pred_scores, gt_masks and gt_labels must have one entry per "
                          f"image; got lengths {len(pred_masks)}, {len(pred_labels)}, {len(pred_scores)}, "
                          f"{len(gt_masks)}, {len(gt_labels)}")
-    n_pos: dict[int, int] = {}
-    scores: dict[int, list[np.ndarray]] = {}
-    matches: dict[int, list[np.ndarray]] = {}
-
-    for i in range(n_img):
-        p_label = np.asarray(pred_labels[i], dtype=np.int64).reshape(-1)
-        p_score = np.asarray(pred_scores[i], dtype=np.float64).reshape(-1)
-        g_label = np.asarray(gt_labels[i], dtype=np.int64).reshape(-1)
-        p_mask = np.asarray(pred_masks[i], dtype=bool)
-        g_mask = np.asarray(gt_masks[i], dtype=bool)
-        if len(p_label) == 0:
-            p_mask = p_mask.reshape((0,) + (p_mask.shape[1:] if p_mask.ndim == 3 else (0, 0)))
-        if len(g_label) == 0:
-            g_mask = g_mask.reshape((0,) + (g_mask.shape[1:] if g_mask.ndim == 3 else (0, 0)))
-        if p_mask.ndim != 3 or len(p_mask) != len(p_label) or len(p_score) != len(p_label):
-            raise ValueError(f"image {i}: prediction masks {p_mask.shape}, labels {p_label.shape} and scores "
-                             f"{p_score.shape} do not agree")
-        if g_mask.ndim != 3 or len(g_mask) != len(g_label):
-            raise ValueError(f"image {i}: ground-truth masks {g_mask.shape} and labels {g_label.shape} do not agree")
-        if np.any(p_label < 0) or np.any(g_label < 0):
-            raise ValueError(f"image {i}: class labels must be non-negative (0-based foreground classes)")
-
-        for lb in np.unique(np.concatenate((p_label, g_label))):
-            lb = int(lb)
-            psel = p_label == lb
-            pm, ps = p_mask[psel], p_score[psel]
-            order = ps.argsort()[::-1]
-            pm, ps = pm[order], ps[order]
-            gm = g_mask[g_label == lb]
-            n_pos[lb] = n_pos.get(lb, 0) + len(gm)
-            scores.setdefault(lb, []).append(ps)
-            if len(pm) == 0:
-                matches.setdefault(lb, [])
-                continue
-            if len(gm) == 0:
-                matches.setdefault(lb, []).append(np.zeros(len(pm), dtype=np.int8))
-                continue
-            if pm.shape[1:] != gm.shape[1:]:
-                raise ValueError(f"image {i}: prediction masks are {pm.shape[1:]}, ground-truth masks {gm.shape[1:]}")
-            ious = mask_iou(pm, gm)
-            best = ious.argmax(axis=1)
-            best[ious.max(axis=1) < iou_thresh] = -1
-            taken = np.zeros(len(gm), dtype=bool)
-            m = np.zeros(len(pm), dtype=np.int8)
-            for k, g in enumerate(best):
-                if g >= 0 and not taken[g]:
-                    m[k] = 1
-                if g >= 0:
-                    taken[g] = True
-            matches.setdefault(lb, []).append(m)
-
-    n_cls = (max(n_pos) + 1) if n_pos else 0
-    if num_classes is not None:
-        if num_classes < n_cls:
-            raise ValueError(f"num_classes={num_classes} but class label {n_cls - 1} occurs")
-        n_cls = num_classes
-    ap = np.full(n_cls, np.nan)
-    for lb, npos in n_pos.items():
-        if npos == 0:
-            continue  # no ground truth: recall undefined, AP stays NaN
-        s = np.concatenate(scores[lb]) if scores[lb] else np.zeros(0)
-        m = np.concatenate(matches[lb]) if matches[lb] else np.zeros(0, dtype=np.int8)
-        order = s.argsort()[::-1]
-        m = m[order]
-        tp = np.cumsum(m == 1)
-        fp = np.cumsum(m == 0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            prec = tp / (tp + fp)
-        rec = tp / npos
-        ap[lb] = voc_ap(prec, rec, use_07_metric=use_07_metric)
-    return {"ap": ap, "map": _nanmean(ap)}
+    per_image = [match_instances(pred_masks[i], pred_labels[i], pred_scores[i], gt_masks[i], gt_labels[i],
+                                 iou_thresh, image=i) for i in range(n_img)]
+    return ap_from_matches(per_image, use_07_metric, num_classes)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from advcam import distributed
+from advcam.advcam import DEFAULT_MAX_BATCH_PIXELS
 from advcam.steps import make_advcam
 from advcam.utils import (
     check_flag_ranges,
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="fast", choices=("reference", "fast"))
     p.add_argument("--amp", default=False, type=str2bool,
                    help="bf16 autocast in the fast engine (meant for CUDA; also runs, slowly, on the CPU)")
-    p.add_argument("--max_batch_pixels", default=4_500_000, type=int,
+    p.add_argument("--max_batch_pixels", default=DEFAULT_MAX_BATCH_PIXELS, type=int,
                    help="fast engine: climbs of one scale are batched up to this many input pixels "
                         "(batch x h x w); lower it if the GPU runs out of memory")
     p.add_argument("--images_per_batch", default=1, type=int,
@@ -100,8 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
     args.cam_scales = flat_scales(args.cam_scales)
     check_network_flags(args, parser)
     validate_args(args, parser)
+    distributed.init(args.device)  # under torchrun: join the job, each rank takes an exact shard of the images
     setup_logging(args.log_name + ".log" if args.log_name else None)
-    return make_advcam.run(args)
+    stats = make_advcam.run(args)
+    distributed.shutdown()
+    return stats
 
 
 def cli() -> None:

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from advcam import distributed
 from advcam.io import atomic_path
 from advcam.utils import (
     check_flag_ranges,
@@ -188,9 +189,10 @@ def main(argv: list[str] | None = None) -> dict:
                        "--make_cam_pass True --eval_cam_pass True\n")
     check_voc12_root(args.voc12_root, parser, "run_sample.py")
     for d in (os.path.dirname(args.cam_weights_name), os.path.dirname(args.irn_weights_name), args.cam_out_dir,
-              args.ir_label_out_dir, args.sem_seg_out_dir, args.ins_seg_out_dir):
+              args.ir_label_out_dir, args.sem_seg_out_dir, args.ins_seg_out_dir, os.path.dirname(args.log_name)):
         if d:
             os.makedirs(d, exist_ok=True)
+    distributed.init(args.device)  # under torchrun: join the job (every pass then shards its work over the ranks)
     setup_logging(args.log_name + ".log")
     log.info("run_sample.py %s", " ".join(sys.argv[1:] if argv is None else argv))
     results = {}
@@ -201,8 +203,10 @@ def main(argv: list[str] | None = None) -> dict:
             if args.seed is not None:
                 seed_everything(args.seed)
             results[name] = module.run(args)
-            if args.results_json and name.startswith("eval"):
+            if args.results_json and name.startswith("eval") and distributed.is_main():
                 record_result(args.results_json, f"{name}:{EVALUATED_DIR[name](args)}", results[name])
+            distributed.barrier()  # the next pass reads what every rank wrote
+    distributed.shutdown()
     return results
 
 

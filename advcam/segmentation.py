@@ -14,12 +14,13 @@ The numeric core takes explicit parameters; the passes translate the command lin
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from advcam import imutils
+from advcam import distributed, imutils
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import atomic_path, load_label_png, save_png, save_torch
 from advcam.io import load_checkpoint as read_torch_file
@@ -248,12 +249,17 @@ class StreamBatchSampler(Sampler):
     ``perm_e[p % n]`` of epoch ``e = p // n``, with ``perm_e`` a permutation seeded by (seed, e).
 
     Starts at batch ``start_batch`` and yields ``num_batches`` batches, so a resumed run reads what the
-    uninterrupted run would have read.
+    uninterrupted run would have read. With ``world`` > 1 (torchrun), rank ``rank`` yields its contiguous
+    ``batch_size / world`` share of each batch: the ranks' shares together are the single-process batch.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int, num_batches: int):
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int, num_batches: int, rank: int = 0,
+                 world: int = 1):
         self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
         self.start_batch, self.num_batches = int(start_batch), int(num_batches)
+        if self.batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} ranks")
+        self.rank, self.world = int(rank), int(world)
         self._perms: dict[int, np.ndarray] = {}
 
     def _index(self, p: int) -> int:
@@ -266,9 +272,10 @@ class StreamBatchSampler(Sampler):
         return self.num_batches
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        share = self.batch_size // self.world
         for b in range(self.start_batch, self.start_batch + self.num_batches):
-            ps = range(b * self.batch_size, (b + 1) * self.batch_size)
-            yield [(self._index(p), p) for p in ps]
+            first = b * self.batch_size + self.rank * share
+            yield [(self._index(p), p) for p in range(first, first + share)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,9 +318,21 @@ def plain_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index
 LOSSES = {"balanced": balanced_cross_entropy, "ce": plain_cross_entropy}
 
 
-def seg_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
-    """``kind`` ("balanced" or "ce") of ``logits`` against ``labels`` resized (nearest) to the logit size."""
-    return LOSSES[kind](logits, resize_labels(labels, tuple(logits.shape[-2:])))
+def seg_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str,
+             global_count: Callable[[torch.Tensor], torch.Tensor] | None = None, world: int = 1) -> torch.Tensor:
+    """``kind`` ("balanced" or "ce") of ``logits`` against ``labels`` resized (nearest) to the logit size.
+
+    Data-parallel training over ``world`` ranks: with ``global_count`` (the sum over the ranks), "ce" becomes
+    ``world`` x this rank's summed loss / the batch's global count of labelled pixels, so that the gradients averaged
+    over the ranks are those of the global batch's pixel mean ("balanced", a mean over images, needs nothing)."""
+    labels = resize_labels(labels, tuple(logits.shape[-2:]))
+    if kind != "ce" or global_count is None:
+        return LOSSES[kind](logits, labels)
+    count = global_count((labels != IGNORE_LABEL).sum().double())
+    if count == 0:
+        return logits.sum() * 0.0
+    nll = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="sum")
+    return world * nll / count.to(nll.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,7 +373,9 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
     A checkpoint {"model", "optimizer", "scheduler", "iteration", "config"} is written atomically every
     ``checkpoint_every`` updates and at the end. The data stream and each iteration's torch generator depend only
     on (dataset.seed, position), so a resumed run equals the uninterrupted one (it takes the checkpoint's seed).
-    bf16 autocast and channels_last on CUDA. Returns {"losses": per-update loss of this call,
+    bf16 autocast and channels_last on CUDA. Under torchrun: DistributedDataParallel, each rank taking its share of
+    each batch of ``batch_size`` crops (the global batch; refused when the rank count does not divide it), rank 0
+    writing the checkpoints. Returns {"losses": per-update loss of this call,
     "start_iteration", "iterations", "seconds"}.
     """
     if loss not in LOSSES:
@@ -391,36 +412,43 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
     losses: list[float] = []
     t0 = time.time()
     if start < num_iters:
+        distributed.local_batch(batch_size, "--seg_batch_size")  # refuses a batch the ranks do not divide
         sampler = StreamBatchSampler(len(dataset), batch_size, dataset.seed, start * iter_size,
-                                     (num_iters - start) * iter_size)
+                                     (num_iters - start) * iter_size, distributed.rank(), distributed.world_size())
         loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=cuda,
                                  persistent_workers=False))
         model.train()
-        bar = tqdm(range(start, num_iters), desc="train_seg", unit="it", initial=start, total=num_iters)
+        ddp = distributed.wrap_ddp(model, device)
+        global_count = distributed.all_reduce_tensor if distributed.is_distributed() else None
+        bar = tqdm(range(start, num_iters), desc="train_seg", unit="it", initial=start, total=num_iters,
+                   disable=not distributed.is_main())
         for it in bar:
             torch.manual_seed(_iteration_seed(dataset.seed, it))  # dropout etc.: the same on a resumed run
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
-            for _ in range(iter_size):
+            for micro in range(iter_size):
                 pack = next(loader)
                 img = pack["img"].to(device, non_blocking=True)
                 if cuda:
                     img = img.contiguous(memory_format=torch.channels_last)
                 label = pack["label"].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
-                    logits = model(img)
-                value = seg_loss(logits.float(), label, loss) / iter_size
-                if not torch.isfinite(value):
-                    raise UserError(f"train_seg: the loss is {value.item()} at iteration {it}: lower "
-                                             "--seg_learning_rate")
-                value.backward()
+                last = micro == iter_size - 1  # DDP averages the accumulated gradients once, at the last one
+                with ddp.no_sync() if ddp is not model and not last else contextlib.nullcontext():
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
+                        logits = ddp(img)
+                    value = seg_loss(logits.float(), label, loss, global_count,
+                                     distributed.world_size()) / iter_size
+                    if not torch.isfinite(value):
+                        raise UserError(f"train_seg: the loss is {value.item()} at iteration {it}: lower "
+                                        "--seg_learning_rate")
+                    value.backward()
                 total += value.item()
             optimizer.step()
             scheduler.step()
             losses.append(total)
             bar.set_postfix(loss=f"{total:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False)
             done = it + 1
-            if done % checkpoint_every == 0 or done == num_iters:
+            if (done % checkpoint_every == 0 or done == num_iters) and distributed.is_main():
                 save(done)
             if done % max(1, min(checkpoint_every, 100)) == 0 or done == num_iters:
                 log.info("iteration %d/%d: loss %.4f (mean of the last %d), lr %.2e, %.0f s", done, num_iters,

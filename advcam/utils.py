@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import torch
 
+from advcam import distributed
+from advcam.distributed import local_device
 from advcam.errors import BadInputError, MissingInputError, UserError
 
 DEFAULT_VOC12_ROOT = "Dataset/VOC2012_SEG_AUG/"
@@ -183,14 +185,20 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """``name`` if given, else the current CUDA device when one is visible, else the CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``name`` if given, else this rank's GPU under torchrun (cuda:LOCAL_RANK), else the current CUDA device when
+    one is visible, else the CPU."""
+    return local_device(name)
 
 
 def setup_logging(log_file: str | None = None) -> None:
-    """Log to stdout and, if given, append to ``log_file`` (the reference tees stdout to <log_name>.log)."""
+    """Log to stdout and, if given, append to ``log_file`` (the reference tees stdout to <log_name>.log).
+
+    Under torchrun only rank 0 does so; the other ranks print their warnings and errors to stderr, tagged."""
+    r = distributed.rank()
+    if r:
+        logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [rank {r}] %(name)s: %(message)s",
+                            datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stderr)], force=True)
+        return
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, mode="a"))

@@ -9,6 +9,8 @@ of :class:`AffinityDisplacementLoss` loads into :class:`EdgeDisplacement` with `
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -180,22 +182,28 @@ class AffinityDisplacementLoss(Net):
         return pos_aff_loss, neg_aff_loss, dp_fg_loss, dp_bg_loss
 
 
-def _masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (loss * mask).sum() / (mask.sum() + 1e-5)
-
-
 def compute_irn_loss(pos_aff: torch.Tensor, neg_aff: torch.Tensor, dp_fg: torch.Tensor, dp_bg: torch.Tensor,
-                     bg_pos_label: torch.Tensor, fg_pos_label: torch.Tensor,
-                     neg_label: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                     bg_pos_label: torch.Tensor, fg_pos_label: torch.Tensor, neg_label: torch.Tensor,
+                     global_counts: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     world: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
     """IRN training loss from the loss terms and the relation labels [B, n_dirs, n_src].
 
     Returns (total, {"pos_aff", "neg_aff", "dp_fg", "dp_bg"}) with
-    total = (pos_aff + neg_aff) / 2 + (dp_fg + dp_bg) / 2.
+    total = (pos_aff + neg_aff) / 2 + (dp_fg + dp_bg) / 2, each term a mean over the labelled pairs of the batch.
+
+    Data-parallel training over ``world`` ranks: ``global_counts`` sums the batch's three label counts (bg-positive,
+    fg-positive, negative) over the ranks, and each term becomes ``world`` x (this rank's sum) / (global count), so
+    that the gradients averaged over the ranks are those of the global batch's loss.
     """
-    pos = _masked_mean(pos_aff, bg_pos_label) / 2 + _masked_mean(pos_aff, fg_pos_label) / 2
-    neg = _masked_mean(neg_aff, neg_label)
-    fg = (dp_fg * fg_pos_label.unsqueeze(1)).sum() / (2 * fg_pos_label.sum() + 1e-5)
-    bg = (dp_bg * bg_pos_label.unsqueeze(1)).sum() / (2 * bg_pos_label.sum() + 1e-5)
+    counts = torch.stack([bg_pos_label.sum(), fg_pos_label.sum(), neg_label.sum()]).detach()
+    if global_counts is not None:
+        counts = global_counts(counts)
+    c_bg, c_fg, c_neg = counts
+    pos = world * ((pos_aff * bg_pos_label).sum() / (c_bg + 1e-5) / 2
+                   + (pos_aff * fg_pos_label).sum() / (c_fg + 1e-5) / 2)
+    neg = world * (neg_aff * neg_label).sum() / (c_neg + 1e-5)
+    fg = world * (dp_fg * fg_pos_label.unsqueeze(1)).sum() / (2 * c_fg + 1e-5)
+    bg = world * (dp_bg * bg_pos_label.unsqueeze(1)).sum() / (2 * c_bg + 1e-5)
     total = (pos + neg) / 2 + (fg + bg) / 2
     parts = {k: float(v.detach()) for k, v in (("pos_aff", pos), ("neg_aff", neg), ("dp_fg", fg), ("dp_bg", bg))}
     return total, parts

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.crf import crf_inference_label
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_cam_npy, missing_files, save_png
@@ -117,21 +118,24 @@ def run(args: Namespace) -> dict:
     t0 = time.time()
     names = load_img_name_list(args.train_list, args.voc12_root)
     os.makedirs(args.ir_label_out_dir, exist_ok=True)
-    todo = missing_files(names, args.ir_label_out_dir, ".png")
+    todo = distributed.todo_on_main(lambda: missing_files(names, args.ir_label_out_dir, ".png"))
     stats = {"images": 0, "skipped": len(names) - len(todo)}
     log.info("cam_to_ir_label: %d images in %s, %d already in %s, %d to do", len(names), args.train_list,
              stats["skipped"], args.ir_label_out_dir, len(todo))
     if todo:
         check_cams(args, todo)
-        n_proc = max(1, min(int(args.num_workers or 0), len(todo)))
-        log.info("reading images from %s and CAMs from %s; fg/bg thresholds %s/%s; %d process(es)",
-                 args.voc12_root, args.cam_out_dir, args.conf_fg_thres, args.conf_bg_thres, n_proc)
+        mine = distributed.shard(todo)  # this rank's exact share under torchrun; all of it otherwise
+        n_proc = max(1, min(int(args.num_workers or 0), len(mine)))
+        log.info("reading images from %s and CAMs from %s; fg/bg thresholds %s/%s; %d process(es) per rank, "
+                 "%d rank(s)", args.voc12_root, args.cam_out_dir, args.conf_fg_thres, args.conf_bg_thres, n_proc,
+                 distributed.world_size())
         if n_proc == 1:
-            stats["images"] = _work(0, todo, args)
+            stats["images"] = _work(0, mine, args)
         else:
-            jobs = [(i, todo[i::n_proc], args) for i in range(n_proc)]
+            jobs = [(i, mine[i::n_proc], args) for i in range(n_proc)]
             with mp.get_context("spawn").Pool(n_proc) as pool:
                 stats["images"] = sum(pool.map(_work_star, jobs, chunksize=1))
+        stats["images"] = distributed.sum_counts({"images": stats["images"]})["images"]
     stats["seconds"] = time.time() - t0
     log.info("cam_to_ir_label done: wrote %d label maps (+ _palette.png) to %s, skipped %d, %.1f s",
              stats["images"], args.ir_label_out_dir, stats["skipped"], stats["seconds"])

@@ -7,6 +7,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.evaluation import THRESHOLDS, eval_names, update_seed_sweep
 from advcam.io import load_cam_npy
 from advcam.metrics import ConfusionMatrix, format_iou_table, iou, mean_iou
@@ -22,10 +23,13 @@ def run(args, thresholds=THRESHOLDS) -> dict:
     Returns {"miou": best mIoU (fraction), "threshold": its background threshold, "mious": all}."""
     names = eval_names(args)
     confs = [ConfusionMatrix(21) for _ in thresholds]
-    for name in tqdm(names, desc="eval_cam", unit="img"):
+    for name in tqdm(distributed.shard(names), desc="eval_cam", unit="img"):  # all of them in a plain run
         cam_dict = load_cam_npy(os.path.join(args.cam_out_dir, name + ".npy"))
         update_seed_sweep(confs, thresholds, cam_dict, load_seg_label(args.voc12_root, name),
                           os.path.join(args.cam_out_dir, name + ".npy"))
+    matrices = distributed.all_reduce_sum(np.stack([c.matrix for c in confs]))  # summed over the ranks' shards
+    for c, m in zip(confs, matrices, strict=True):
+        c.matrix = m
     mious = [mean_iou(c.matrix) for c in confs]
     log.info("read %d CAM files from %s, ground truth from %s (split %s)", len(names), args.cam_out_dir,
              args.voc12_root, args.chainer_eval_set)

@@ -14,10 +14,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.errors import BadInputError, MissingInputError
 from advcam.evaluation import eval_names, require_predictions
 from advcam.io import load_npy_dict
-from advcam.metrics import eval_instance_segmentation_voc
+from advcam.metrics import ap_from_matches, match_instances
 from advcam.voc12 import CAT_LIST, IGNORE_LABEL
 from advcam.voc12.dataloader import load_seg_label
 
@@ -67,28 +68,30 @@ def _fmt_ap(ap: np.ndarray) -> str:
 
 
 def run(args) -> dict:
-    """Evaluate; returns {"map50", "map75", "ap50", "ap75" (20, None where no ground truth), "images"}."""
+    """Evaluate; returns {"map50", "map75", "ap50", "ap75" (20, None where no ground truth), "images"}.
+
+    Under torchrun each rank matches its exact shard of the images; the per-image records are gathered in image
+    order, so the APs equal a single process's."""
     names = eval_names(args)
     require_predictions(args, names, args.ins_seg_out_dir, ".npy", "instance label files", "make_ins_seg")
-    pred_masks, pred_labels, pred_scores, gt_masks, gt_labels = [], [], [], [], []
-    for name in tqdm(names, desc="eval_ins_seg", unit="img"):
+    mine: list[tuple[int, list[dict]]] = []  # (image index, one match record per IoU threshold)
+    for i in tqdm(distributed.shard(range(len(names))), desc="eval_ins_seg", unit="img"):
+        name = names[i]
         det = load_detections(args.ins_seg_out_dir, name)
         gm, gl = load_gt_instances(args.voc12_root, name)
         pm = np.asarray(det["mask"], dtype=bool)
         if len(pm) and pm.shape[1:] != gm.shape[1:]:
             raise BadInputError(f"{args.ins_seg_out_dir}/{name}.npy has {pm.shape[1:]} masks, the ground truth is "
                              f"{gm.shape[1:]}: the labels do not belong to this --voc12_root")
-        pred_masks.append(pm.reshape(-1, *gm.shape[1:]))
-        pred_labels.append(np.asarray(det["class"], dtype=np.int64))
-        pred_scores.append(np.asarray(det["score"], dtype=np.float64))
-        gt_masks.append(gm)
-        gt_labels.append(gl)
+        pm = pm.reshape(-1, *gm.shape[1:])
+        labels, scores = np.asarray(det["class"], dtype=np.int64), np.asarray(det["score"], dtype=np.float64)
+        mine.append((i, [match_instances(pm, labels, scores, gm, gl, th, image=i) for th in IOU_THRESHOLDS]))
+    records = sorted((r for part in distributed.all_gather_objects(mine) for r in part), key=lambda r: r[0])
     out: dict = {"images": len(names)}
     log.info("read %d instance label files from %s, ground truth from %s (split %s)", len(names),
              args.ins_seg_out_dir, args.voc12_root, args.chainer_eval_set)
-    for th in IOU_THRESHOLDS:
-        res = eval_instance_segmentation_voc(pred_masks, pred_labels, pred_scores, gt_masks, gt_labels,
-                                             iou_thresh=th, num_classes=len(CAT_LIST))
+    for t, th in enumerate(IOU_THRESHOLDS):
+        res = ap_from_matches([r[1][t] for r in records], num_classes=len(CAT_LIST))
         key = f"{round(100 * th)}"
         out[f"map{key}"] = res["map"]
         out[f"ap{key}"] = [None if math.isnan(v) else float(v) for v in res["ap"]]

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from advcam import distributed
 from advcam.advcam import advcam_image, advcam_images, iterations_for_scale
 from advcam.cam import fuse_scales
 from advcam.cam_loop import device_layout, pack_pairs, run_cam_pass
@@ -131,7 +132,7 @@ def run(args) -> dict:
              args.AD_coeff, args.score_th, ",".join(f"{s:g}" for s in args.cam_scales), args.target_layer,
              args.cam_weights_name, args.train_list, args.cam_out_dir)
     ids = parse_ids(getattr(args, "save_steps", None))
-    steps = save_climbing_steps(args, ids) if ids else None
+    steps = save_climbing_steps(args, ids) if ids and distributed.is_main() else None  # the others wait for its list
     stats = run_cam_pass(args, functools.partial(advcam_seeds, args=args), f"AdvCAM ({args.engine})")
     if steps is not None:
         stats["steps"] = steps

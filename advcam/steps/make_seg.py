@@ -18,6 +18,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.crf import crf_inference_probs
 from advcam.io import missing_files, save_png
 from advcam.segmentation import (
@@ -57,10 +58,11 @@ def run(args) -> dict:
 
     names = load_img_name_list(args.seg_infer_list, args.voc12_root)
     folders = [args.seg_out_dir] + ([args.seg_crf_out_dir] if args.seg_crf else [])
-    todo = _todo(names, folders)
-    log.info("%s (%s) on %d images of %s, %d to do; scales %s, flip %s, CRF %s, on %s", args.seg_weights_name,
-             args.seg_network, len(names), args.seg_infer_list, len(todo), scales, flip, args.seg_crf, device)
-    for name in tqdm(todo, desc="make_seg", unit="img"):
+    todo = distributed.todo_on_main(lambda: _todo(names, folders))
+    log.info("%s (%s) on %d images of %s, %d to do; scales %s, flip %s, CRF %s, on %s (%d rank(s))",
+             args.seg_weights_name, args.seg_network, len(names), args.seg_infer_list, len(todo), scales, flip,
+             args.seg_crf, device, distributed.world_size())
+    for name in tqdm(distributed.shard(todo), desc="make_seg", unit="img"):
         label, crf = labels_of(args.voc12_root, name)
         for folder, lab in ((args.seg_out_dir, label), (args.seg_crf_out_dir, crf)):
             if lab is not None:  # palette copy first: the plain file marks the image as done
@@ -73,11 +75,13 @@ def run(args) -> dict:
     if args.seg_export_test:
         root = args.seg_test_root or args.voc12_root
         test = load_img_name_list(args.seg_test_list, root)
-        todo = [n for n in test if not os.path.isfile(submission_path(args.seg_export_test, n))]
-        for name in tqdm(todo, desc="make_seg: VOC test", unit="img"):
+        todo = distributed.todo_on_main(
+            lambda: [n for n in test if not os.path.isfile(submission_path(args.seg_export_test, n))])
+        for name in tqdm(distributed.shard(todo), desc="make_seg: VOC test", unit="img"):
             label, crf = labels_of(root, name)
             save_submission_png(args.seg_export_test, name, crf if crf is not None else label)
-        tarball = write_submission_tarball(args.seg_export_test, test)
+        distributed.barrier()  # every rank's predictions are in before rank 0 packs them
+        tarball = write_submission_tarball(args.seg_export_test, test) if distributed.is_main() else None
         log.info("test export: %d predictions (%s, CRF %s) in %s, packed as %s", len(test), args.seg_test_list,
                  args.seg_crf, os.path.dirname(submission_path(args.seg_export_test, test[0])), tarball)
         stats.update(test_images=len(test), tarball=tarball)

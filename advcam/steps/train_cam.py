@@ -7,9 +7,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from advcam import distributed
 from advcam.errors import BadInputError
 from advcam.io import save_torch
 from advcam.utils import PolyAdamW, PolyOptimizer, cam_network, pick_device, pretrained_source
@@ -20,37 +21,44 @@ log = logging.getLogger("advcam.train_cam")
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    """(mean loss, exact-match accuracy of thresholded predictions) over ``loader``."""
+    """(mean loss, exact-match accuracy of thresholded predictions) over ``loader`` (summed over the ranks under
+    torchrun, each rank's loader holding its shard)."""
     model.eval()
-    losses, exact, n = [], 0, 0
+    sums = {"loss": 0.0, "batches": 0, "exact": 0, "n": 0}
     for pack in loader:
         img, label = pack["img"].to(device), pack["label"].to(device)
         x = model(img)
-        losses.append(F.multilabel_soft_margin_loss(x, label).item())
-        exact += ((x > 0).float() == label).all(1).sum().item()
-        n += len(label)
+        sums["loss"] += F.multilabel_soft_margin_loss(x, label).item()
+        sums["batches"] += 1
+        sums["exact"] += int(((x > 0).float() == label).all(1).sum().item())
+        sums["n"] += len(label)
     model.train()
-    return sum(losses) / max(1, len(losses)), exact / max(1, n)
+    sums = distributed.sum_counts(sums)
+    return sums["loss"] / max(1, sums["batches"]), sums["exact"] / max(1, sums["n"])
 
 
 def run(args) -> None:
+    """Train the classifier and write ``--cam_weights_name``; under torchrun with DistributedDataParallel, the global
+    batch ``--cam_batch_size`` split over the ranks (the same batches and schedule as one process), rank 0 writing."""
     device = pick_device(getattr(args, "device", None))
     crop = args.cam_crop_size
+    seed = distributed.shared_seed(args.seed)
     train_ds = VOC12ClassificationDataset(
         args.train_list, voc12_root=args.voc12_root, cls_labels=getattr(args, "cls_labels", None),
-        resize_long=tuple(args.cam_resize_long), hor_flip=True, crop_size=crop, crop_method="random")
+        resize_long=tuple(args.cam_resize_long), hor_flip=True, crop_size=crop, crop_method="random", seed=seed)
     if len(train_ds) < args.cam_batch_size:
         raise BadInputError(f"--train_list {args.train_list} has {len(train_ds)} images, fewer than "
                          f"--cam_batch_size {args.cam_batch_size}")
-    loader = DataLoader(train_ds, batch_size=args.cam_batch_size, shuffle=True, num_workers=args.num_workers,
-                        pin_memory=device.type == "cuda", drop_last=True)
+    loader = distributed.train_loader(train_ds, args.cam_batch_size, "--cam_batch_size", seed, args.num_workers,
+                                      device.type == "cuda")
     max_step = (len(train_ds) // args.cam_batch_size) * args.cam_num_epoches
     val_ds = VOC12ClassificationDataset(args.val_list, voc12_root=args.voc12_root,
                                         cls_labels=getattr(args, "cls_labels", None), crop_size=crop)
-    val_loader = DataLoader(val_ds, batch_size=args.cam_batch_size, shuffle=False, num_workers=args.num_workers)
+    val_loader = DataLoader(Subset(val_ds, distributed.shard(range(len(val_ds)))), batch_size=args.cam_batch_size,
+                            shuffle=False, num_workers=args.num_workers)
 
-    model = cam_network(args).Net(pretrained=pretrained_source(args)).to(device)
-    backbone, head = model.trainable_parameters()
+    net = cam_network(args).Net(pretrained=pretrained_source(args)).to(device)
+    backbone, head = net.trainable_parameters()
     groups = [{"params": backbone, "lr": args.cam_learning_rate, "weight_decay": args.cam_weight_decay},
               {"params": head, "lr": 10 * args.cam_learning_rate, "weight_decay": args.cam_weight_decay}]
     if getattr(args, "cam_optimizer", "sgd") == "adam":
@@ -58,26 +66,34 @@ def run(args) -> None:
     else:
         optimizer = PolyOptimizer(groups, lr=args.cam_learning_rate, weight_decay=args.cam_weight_decay,
                                   max_step=max_step, momentum=getattr(args, "cam_momentum", 0.0))
-    log.info("read %d training images (%s), %d validation images (%s); %d steps on %s, %s",
-             len(train_ds), args.train_list, len(val_ds), args.val_list, max_step, device,
-             "ImageNet init" if pretrained_source(args) else "from scratch")
+    net.train()  # freezes the stem of an ImageNet backbone: before DDP records the parameters it reduces
+    model = distributed.wrap_ddp(net, device)  # BN that trains (from scratch) syncs over the ranks on CUDA
+    log.info("read %d training images (%s), %d validation images (%s); %d steps of batch %d on %s (%d rank(s)), %s",
+             len(train_ds), args.train_list, len(val_ds), args.val_list, max_step, args.cam_batch_size, device,
+             distributed.world_size(), "ImageNet init" if pretrained_source(args) else "from scratch")
     model.train()
     t0 = time.time()
     for ep in range(args.cam_num_epoches):
-        running = []
-        bar = tqdm(loader, desc=f"train_cam epoch {ep + 1}/{args.cam_num_epoches}", leave=False, mininterval=5)
+        distributed.set_epoch(loader, ep)
+        running = {"loss": 0.0, "steps": 0}
+        bar = tqdm(loader, desc=f"train_cam epoch {ep + 1}/{args.cam_num_epoches}", leave=False, mininterval=5,
+                   disable=not distributed.is_main())
         for pack in bar:
             img = pack["img"].to(device, non_blocking=True)
             label = pack["label"].to(device, non_blocking=True)
             loss = F.multilabel_soft_margin_loss(model(img), label)
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # under DDP: the gradients averaged over the ranks, i.e. those of the global batch
             optimizer.step()
-            running.append(loss.item())
+            running["loss"] += loss.item()
+            running["steps"] += 1
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        val_loss, val_acc = validate(model, val_loader, device)
+        running = distributed.sum_counts(running)
+        val_loss, val_acc = validate(distributed.unwrap(model), val_loader, device)
         log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val exact-match %.3f, lr %.2e, %.0fs",
-                 ep + 1, args.cam_num_epoches, sum(running) / len(running), val_loss, val_acc,
+                 ep + 1, args.cam_num_epoches, running["loss"] / max(1, running["steps"]), val_loss, val_acc,
                  optimizer.param_groups[0]["lr"], time.time() - t0)
-    save_torch(args.cam_weights_name, model.state_dict())
-    log.info("wrote %s", args.cam_weights_name)
+    if distributed.is_main():
+        save_torch(args.cam_weights_name, distributed.unwrap(model).state_dict())
+        log.info("wrote %s", args.cam_weights_name)
+    distributed.barrier()

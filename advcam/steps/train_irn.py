@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from advcam import imutils
+from advcam import distributed, imutils
 from advcam.errors import BadInputError, MissingInputError
 from advcam.indexing import PathIndex
 from advcam.io import load_label_png, missing_files, save_torch
@@ -78,8 +78,9 @@ class VOC12AffinityDataset(Dataset):
     """
 
     def __init__(self, img_name_list_path: str, voc12_root: str, ir_label_dir: str, crop_size: int,
-                 path_index: PathIndex, names: list[str] | None = None):
+                 path_index: PathIndex, names: list[str] | None = None, seed: int | None = None):
         self.names = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
+        self.seed, self.epoch = seed, 0  # with a seed, item i of epoch e is augmented by imutils.item_rng(seed, e, i)
         self.voc12_root = voc12_root
         self.ir_label_dir = ir_label_dir
         self.crop_size = crop_size
@@ -97,10 +98,11 @@ class VOC12AffinityDataset(Dataset):
             raise BadInputError(f"{ir_label_path(self.ir_label_dir, name)} is {label.shape}, its image is "
                              f"{img.shape[:2]}: the IR labels do not belong to this --voc12_root; "
                              "rerun cam_to_ir_label")
-        img, label = imutils.random_scale((img, label), SCALE_RANGE, (3, 0))
+        rng = imutils.item_rng(self.seed, self.epoch, idx)
+        img, label = imutils.random_scale((img, label), SCALE_RANGE, (3, 0), rng)
         img = imutils.normalize(img)
-        img, label = imutils.random_lr_flip((img, label))
-        img, label = imutils.random_crop((img, label), self.crop_size, (0, 255))
+        img, label = imutils.random_lr_flip((img, label), rng)
+        img, label = imutils.random_crop((img, label), self.crop_size, (0, 255), rng)
         label = imutils.pil_resize(label, self.label_size, 0)
         bg_pos, fg_pos, neg = relation_labels(torch.from_numpy(np.array(label)), self.grid)
         return {"name": name, "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
@@ -141,18 +143,22 @@ def build_optimizer(model: AffinityDisplacementLoss, args, max_step: int) -> tor
 
 @torch.no_grad()
 def estimate_mean_displacement(model: AffinityDisplacementLoss, args, device: torch.device) -> torch.Tensor:
-    """Mean displacement per channel over top-left crops of the ``--infer_list`` images, in eval mode."""
+    """Mean displacement per channel over top-left crops of the ``--infer_list`` images, in eval mode (a pass
+    of its own after training, as upstream IRN does since its multi-GPU fix; under torchrun over exact shards,
+    summed over the ranks)."""
     ds = VOC12ImageDataset(args.infer_list, voc12_root=args.voc12_root, crop_size=args.irn_crop_size,
                            crop_method="top_left")
-    loader = DataLoader(ds, batch_size=args.irn_batch_size, shuffle=False, num_workers=args.num_workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(Subset(ds, distributed.shard(range(len(ds)))), batch_size=args.irn_batch_size,
+                        shuffle=False, num_workers=args.num_workers, pin_memory=device.type == "cuda")
     model.eval()
     model.mean_shift.running_mean.zero_()
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    for pack in tqdm(loader, desc="train_irn: mean displacement", unit="batch", leave=False):
+    for pack in tqdm(loader, desc="train_irn: mean displacement", unit="batch", leave=False,
+                     disable=not distributed.is_main()):
         img = pack["img"].to(device, non_blocking=True)
         _, dp = model(img, return_loss=False)
         total += dp.double().mean(dim=(2, 3)).sum(0)
+    total = torch.from_numpy(distributed.all_reduce_sum(total.cpu().numpy())).to(device)
     mean = (total / len(ds)).float()
     log.info("mean displacement over %d images of %s: (%.4f, %.4f)", len(ds), args.infer_list, *mean.tolist())
     return mean
@@ -180,34 +186,39 @@ def run(args) -> dict:
             f"{ir_label_path(args.ir_label_out_dir, missing[0])}: "
             "run the cam_to_ir_label pass (--cam_to_ir_label_pass True) with the same --train_list and "
             "--ir_label_out_dir first")
-    ds = VOC12AffinityDataset(args.train_list, args.voc12_root, args.ir_label_out_dir, crop, path_index, names=names)
+    seed = distributed.shared_seed(args.seed)
+    ds = VOC12AffinityDataset(args.train_list, args.voc12_root, args.ir_label_out_dir, crop, path_index, names=names,
+                              seed=seed)
     if len(ds) < bs:
         raise BadInputError(f"--train_list {args.train_list} has {len(ds)} images, fewer than --irn_batch_size {bs}: "
                          "lower --irn_batch_size")
-    loader = DataLoader(ds, batch_size=bs, shuffle=True, num_workers=args.num_workers,
-                        pin_memory=device.type == "cuda", drop_last=True)
+    loader = distributed.train_loader(ds, bs, "--irn_batch_size", seed, args.num_workers, device.type == "cuda")
     max_step = (len(ds) // bs) * args.irn_num_epoches
 
-    model, init = build_model(args, path_index)
-    model = model.to(device)
-    optimizer = build_optimizer(model, args, max_step)
-    log.info("read %d images and IR labels (%s, %s); backbone from %s; %d steps of batch %d, crop %d, %s, on %s",
-             len(ds), args.train_list, args.ir_label_out_dir, init, max_step, bs, crop,
-             type(optimizer).__name__, device)
+    net, init = build_model(args, path_index)
+    net = net.to(device)
+    optimizer = build_optimizer(net, args, max_step)
+    log.info("read %d images and IR labels (%s, %s); backbone from %s; %d steps of batch %d, crop %d, %s, on %s "
+             "(%d rank(s))", len(ds), args.train_list, args.ir_label_out_dir, init, max_step, bs, crop,
+             type(optimizer).__name__, device, distributed.world_size())
 
-    model.train()
+    net.train()  # freezes the backbone: before DDP records the parameters it reduces
+    model = distributed.wrap_ddp(net, device)
     t0 = time.time()
     for ep in range(args.irn_num_epoches):
+        distributed.set_epoch(loader, ep)
         sums = {"loss": 0.0, "pos_aff": 0.0, "neg_aff": 0.0, "dp_fg": 0.0, "dp_bg": 0.0}
         n = 0
-        bar = tqdm(loader, desc=f"train_irn epoch {ep + 1}/{args.irn_num_epoches}", unit="batch", leave=False)
+        bar = tqdm(loader, desc=f"train_irn epoch {ep + 1}/{args.irn_num_epoches}", unit="batch", leave=False,
+                   disable=not distributed.is_main())
         for pack in bar:
             img = pack["img"].to(device, non_blocking=True)
             bg_pos = pack["aff_bg_pos_label"].to(device, non_blocking=True).float()
             fg_pos = pack["aff_fg_pos_label"].to(device, non_blocking=True).float()
             neg = pack["aff_neg_label"].to(device, non_blocking=True).float()
             pos_aff, neg_aff, dp_fg, dp_bg = model(img, return_loss=True)
-            loss, parts = compute_irn_loss(pos_aff, neg_aff, dp_fg, dp_bg, bg_pos, fg_pos, neg)
+            loss, parts = compute_irn_loss(pos_aff, neg_aff, dp_fg, dp_bg, bg_pos, fg_pos, neg,
+                                           distributed.all_reduce_tensor, distributed.world_size())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -216,14 +227,18 @@ def run(args) -> dict:
             for k, v in parts.items():
                 sums[k] += v
             bar.set_postfix({k: f"{v:.4f}" for k, v in parts.items()}, refresh=False)
+        sums = distributed.sum_counts(dict(sums, steps=n))
+        n = sums.pop("steps")
         log.info("epoch %d/%d: %s, lr %.2e, %.0f s", ep + 1, args.irn_num_epoches,
                  ", ".join(f"{k} {v / max(n, 1):.4f}" for k, v in sums.items()), optimizer.param_groups[0]["lr"],
                  time.time() - t0)
 
-    model.mean_shift.running_mean.copy_(estimate_mean_displacement(model, args, device))
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch(args.irn_weights_name, state)
-    log.info("wrote %s (%d tensors, mean displacement %s), %.0f s", args.irn_weights_name, len(state),
-             [round(v, 4) for v in model.mean_shift.running_mean.tolist()], time.time() - t0)
+    net.mean_shift.running_mean.copy_(estimate_mean_displacement(net, args, device))
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if distributed.is_main():
+        save_torch(args.irn_weights_name, state)
+        log.info("wrote %s (%d tensors, mean displacement %s), %.0f s", args.irn_weights_name, len(state),
+                 [round(v, 4) for v in net.mean_shift.running_mean.tolist()], time.time() - t0)
+    distributed.barrier()
     return {"skipped": False, "weights": args.irn_weights_name, "steps": max_step, "backbone": init,
-            "mean_displacement": model.mean_shift.running_mean.tolist()}
+            "mean_displacement": net.mean_shift.running_mean.tolist()}

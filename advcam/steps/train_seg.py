@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 
+from advcam import distributed
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import missing_files, save_torch
 from advcam.segmentation import (
@@ -50,7 +50,7 @@ def run(args) -> dict:
         raise BadInputError(f"--seg_train_list {args.seg_train_list} has {len(names)} images, fewer than "
                             f"--seg_batch_size {recipe.batch_size}")
     ckpt = checkpoint_path(args)
-    seed = args.seed if args.seed is not None else random.randrange(2**31)  # a resumed run keeps its own
+    seed = distributed.shared_seed(args.seed)  # a resumed run keeps its own
     device = pick_device(getattr(args, "device", None))
     model, init = build_seg_network(args.seg_network, args.seg_pretrained)
     ds = SegTrainDataset(names, args.voc12_root, label_dir, args.seg_crop_size, recipe.scales, seed)
@@ -67,7 +67,9 @@ def run(args) -> dict:
         config={"network": args.seg_network, "train_list": args.seg_train_list, "label_dir": label_dir,
                 "crop": args.seg_crop_size, "scales": list(recipe.scales)})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch(args.seg_weights_name, state)
+    if distributed.is_main():
+        save_torch(args.seg_weights_name, state)
+    distributed.barrier()
     losses = out["losses"]
     log.info("wrote %s and %s; loss %s -> %s over this run's %d iterations, %.0f s", args.seg_weights_name, ckpt,
              f"{losses[0]:.4f}" if losses else "-", f"{losses[-1]:.4f}" if losses else "-", len(losses),

@@ -153,8 +153,10 @@ class VOC12ImageDataset(Dataset):
 
     def __init__(self, img_name_list_path: str, voc12_root: str, resize_long=None, rescale=None,
                  img_normal=True, hor_flip: bool = False, crop_size: int | None = None,
-                 crop_method: str | None = None, to_torch: bool = True, names: list[str] | None = None):
+                 crop_method: str | None = None, to_torch: bool = True, names: list[str] | None = None,
+                 seed: int | None = None):
         self.img_name_list = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
+        self.seed, self.epoch = seed, 0  # with a seed, item i of epoch e is augmented by imutils.item_rng(seed, e, i)
         self.voc12_root = voc12_root
         self.resize_long = resize_long
         self.rescale = rescale
@@ -170,17 +172,18 @@ class VOC12ImageDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         name = self.img_name_list[idx]
         img = load_image(self.voc12_root, name)
+        rng = imutils.item_rng(self.seed, self.epoch, idx)
         if self.resize_long:
-            img = imutils.random_resize_long(img, self.resize_long[0], self.resize_long[1])
+            img = imutils.random_resize_long(img, self.resize_long[0], self.resize_long[1], rng)
         if self.rescale:
-            img = imutils.random_scale(img, scale_range=self.rescale, order=3)
+            img = imutils.random_scale(img, scale_range=self.rescale, order=3, rng=rng)
         if self.img_normal:
             img = imutils.normalize(img)
         if self.hor_flip:
-            img = imutils.random_lr_flip(img)
+            img = imutils.random_lr_flip(img, rng)
         if self.crop_size:
             if self.crop_method == "random":
-                img = imutils.random_crop(img, self.crop_size, 0)
+                img = imutils.random_crop(img, self.crop_size, 0, rng)
             else:
                 img = imutils.top_left_crop(img, self.crop_size, 0)
         if self.to_torch:
