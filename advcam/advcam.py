@@ -16,6 +16,20 @@ term of Eq. 6 on maps divided by max R(x_0) of each image, with lambda in the un
 
 so its strength does not depend on the scale of features times gradients (docs/advcam_any_network.md).
 
+The other classes' term (``others=``, the hooked path; :func:`class_objective`). In the reference, y_k is the spatial
+mean of the ReLU'd class map of a multi-label (sigmoid) classifier: non-negative, 0 for most absent classes, each
+meaningful on its own, so y_c - sum_{k != c} y_k suppresses only classes that have evidence. A softmax classifier's
+logits are meaningful only up to a term common to all classes (adding any g(x) changes no prediction); summed over
+its 999 other classes that term dominates: on EfficientNet-Lite0 and the demo's 7 photos |grad_x sum_{k != c} y_k| is
+8.9-12.2 times |grad_x y_c| at x_0, and the paper's objective lowers the target logit late in the climb. The default on
+models without the CAM layout (``others="logodds"``) is therefore the target's log-odds against the other classes,
+
+    L = y_c - log sum_{k != c} exp y_k - lambda * L_AD    ( = log p_c / (1 - p_c) - lambda * L_AD ),
+
+which no common term changes, weighs the others by their share of the non-target probability (weights summing to 1),
+and, like the logit, does not saturate; ``others="sum"`` is Eq. 4 literally (right for a multi-label
+classifier), ``"none"`` the target logit alone. CAM-style networks always climb the reference's objective.
+
 Two engines compute the same maps for the CAM network (``advcam.nets.resnet50_cam.CAM``):
 - ``reference``: literal. One class at a time, Grad-CAM through hooks on the target layer and a
   second backward for the climbing objective, parameter gradients included, as the reference code.
@@ -67,6 +81,34 @@ def restriction_term(R: torch.Tensor, R0: torch.Tensor, tau: float, restriction:
     if restriction == "max":
         return L * (REFERENCE_MAP_SCALE / (R0.flatten(-2).amax(-1) + EPS_GRAD))  # on maps / max R(x_0)
     raise ValueError(f"unknown restriction {restriction!r}: choose one of {RESTRICTIONS}")
+
+
+DEFAULT_MAX_BATCH_PIXELS = 4_500_000  # obtain_CAM_masking.py --max_batch_pixels: input pixels per climbing batch
+
+OTHERS = ("sum", "logodds", "none")  # what the climb subtracts of the other classes' logits (see class_objective)
+
+
+def class_objective(logits: torch.Tensor, target: torch.Tensor, others: str = "sum") -> torch.Tensor:
+    """The class part of Eq. 4 per item [...] from logits [..., C] and target classes [...] (long).
+
+    ``"sum"``: y_c - sum_{k != c} y_k, the paper's term (on the reference network the y_k are spatial means of ReLU'd
+    class maps of a multi-label classifier, non-negative, and mostly 0 for the absent classes).
+    ``"logodds"``: y_c - log sum_{k != c} exp(y_k) = log(p_c / (1 - p_c)) for a softmax classifier, the log-odds of
+    the target against all other classes. A softmax classifier's logits are defined only up to a common term g(x)
+    (adding it changes no prediction), and "sum" weighs that term C - 2 times; "logodds" does not see it and weighs
+    the other classes by their share of the non-target probability (weights summing to 1, in place of C - 1 ones).
+    It does not saturate as p_c -> 1 (the reference climbs the logit, not the loss, because the loss saturates).
+    ``"none"``: y_c alone.
+    """
+    y_c = logits.gather(-1, target[..., None])[..., 0]
+    if others == "sum":
+        return 2 * y_c - logits.sum(-1)
+    if others == "logodds":
+        rest = logits.scatter(-1, target[..., None], float("-inf"))  # the other classes only
+        return y_c - torch.logsumexp(rest, -1)
+    if others == "none":
+        return y_c
+    raise ValueError(f"unknown others {others!r}: choose one of {OTHERS}")
 
 
 def gradcam_weights(G: torch.Tensor, weights: str = "reference") -> torch.Tensor:
@@ -448,19 +490,24 @@ class AdvCAM:
     CAM-style networks (their maps have the reference's scale, R ~ ReLU(S_c) / #{W_c > 0}) and the scale-free
     ``"max"`` on any other model. ``weights``: the Grad-CAM weights (:func:`gradcam_weights`), the reference's
     normalisation (gradient sum over the count of positive gradient entries) or the standard spatial mean
-    (``"mean"``). With ``flip=True`` every image is paired with its mirror as in the
+    (``"mean"``). ``others``: the other classes' term of the objective on the hooked path (:func:`class_objective`);
+    ``"auto"`` is the target's log-odds ``"logodds"`` there (the model's logits are taken to be a softmax
+    classifier's; pass ``"sum"``, the paper's literal term, for a multi-label one) and the reference's on CAM-style
+    networks. With ``flip=True`` every image is paired with its mirror as in the
     reference and the two maps are merged. Use as a context manager to remove the hooks afterwards.
     """
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module = "stage4", adv_iter: int = 27,
                  xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, flip: bool = False,
-                 restriction: str = "auto", weights: str = "reference"):
+                 restriction: str = "auto", weights: str = "reference", others: str = "auto"):
         if adv_iter < 1:
             raise ValueError(f"adv_iter must be >= 1, got {adv_iter}")
         if restriction not in ("auto", *RESTRICTIONS):
             raise ValueError(f"unknown restriction {restriction!r}: choose 'auto' or one of {RESTRICTIONS}")
         if weights not in GRADCAM_WEIGHTS:
             raise ValueError(f"unknown Grad-CAM weights {weights!r}: choose one of {GRADCAM_WEIGHTS}")
+        if others not in ("auto", *OTHERS):
+            raise ValueError(f"unknown others {others!r}: choose 'auto' or one of {OTHERS}")
         self.model = model
         self.adv_iter, self.xi, self.lam, self.tau, self.flip = adv_iter, xi, lam, tau, flip
         if isinstance(target_layer, str):
@@ -475,6 +522,10 @@ class AdvCAM:
         self.closed_form = has_closed_form(model, self.layer)
         self.restriction = restriction if restriction != "auto" else "reference" if self.closed_form else "max"
         self.weights = weights
+        if self.closed_form and others not in ("auto", "sum"):
+            raise ValueError(f"others={others!r} applies to the hooked path only; CAM-style networks climb the "
+                             "reference's objective (others='sum' on their ReLU-mean logits)")
+        self.others = others if others != "auto" else "sum" if self.closed_form else "logodds"
         self._hooks = None if self.closed_form else _GradCAMHooks(self.layer)
 
     def __enter__(self) -> AdvCAM:
@@ -534,7 +585,7 @@ class AdvCAM:
                 step_maps.append(acc)
             if t == self.adv_iter - 1:
                 break
-            L_cls = 2 * y_c.sum(1) - logits.sum((1, 2))  # y_c - sum_{k != c} y_k
+            L_cls = class_objective(logits, tgt[:, None].expand(B, n), self.others).sum(1)  # Eq. 4, class part
             L_ad = restriction_term(R, R0, self.tau, self.restriction)  # ||M ⊙ |R(x_t) - R(x_0)| ||_1 (Eq. 6)
             (g,) = torch.autograd.grad((L_cls - self.lam * L_ad).sum(), x)  # grad_x L (Eq. 4)
             x = climb_step(x.detach(), g, self.xi)  # x_{t+1} (Eq. 2)

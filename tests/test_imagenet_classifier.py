@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from advcam import AdvCAM, normalize_maps
+from advcam.advcam import class_objective
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,12 +67,14 @@ T_CLIMB = 16  # verified for T in 12..20: AdvCAM area 0.61-0.64 vs 0.519, logit 
 
 @pytest.fixture(scope="module")
 def lite_climbs(lite):
-    """AdvCAM maps and per-step logits of chelsea with the reference's restriction at lam = 7 (the paper's) and
-    lam = 0 and 1000, and with the scale-free restriction (the default here) at lam = 7."""
+    """AdvCAM maps and per-step logits of chelsea with the paper's objective (others="sum": minus all other logits),
+    the reference's restriction at lam = 7 (the paper's) and lam = 0 and 1000, and the scale-free restriction (the
+    default here) at lam = 7; and with every default (the log-odds class term, "logodds")."""
     demo, model, x, c, _ = lite
     out = {lam: demo.run_maps(model, x, [c], adv_iter=T_CLIMB, xi=demo.XI_PIXEL_MATCHED, lam=lam,
-                              restriction="reference") for lam in (0.0, 7.0, 1000.0)}
-    out["max"] = demo.run_maps(model, x, [c], adv_iter=T_CLIMB, xi=demo.XI_PIXEL_MATCHED)
+                              restriction="reference", others="sum") for lam in (0.0, 7.0, 1000.0)}
+    out["max"] = demo.run_maps(model, x, [c], adv_iter=T_CLIMB, xi=demo.XI_PIXEL_MATCHED, others="sum")
+    out["default"] = demo.run_maps(model, x, [c], adv_iter=T_CLIMB)
     return out
 
 
@@ -92,6 +95,15 @@ def test_target_logit_rises_over_the_climb(lite, lite_climbs):
     assert logits[-1][0, c] > logits[0][0, c] + 2.0  # measured 9.12 -> 15.56
     others = [float(lg[0].sum() - lg[0, c]) for lg in logits]
     assert others[-1] < others[0]  # the other classes are suppressed
+
+
+def test_default_climb_raises_the_targets_log_odds(lite, lite_climbs):
+    """With the defaults (log-odds class term) the climb raises the target's log-odds against the other 999 classes,
+    and its logit, from x_0 to the last step."""
+    _, _, _, c, _ = lite
+    _, logits = lite_climbs["default"]
+    odds = [float(class_objective(lg[0], torch.tensor(c), "logodds")) for lg in logits]
+    assert odds[-1] > odds[0] and logits[-1][0, c] > logits[0][0, c]
 
 
 def test_restriction_limits_change_inside_the_initial_region(lite, lite_climbs):
