@@ -1,13 +1,18 @@
 """Benchmark the two AdvCAM engines (reference and fast) on the same random inputs, side by side.
 
 ``python scripts/bench_advcam.py [--device cpu|cuda] [--images N] [--size HxW] [--classes K] [--adv_iter T]
-[--engine both|fast|reference] [--scales 1.0,0.5,1.5,2.0] [--weights PATH] [--amp] [--seed S] [--images_per_batch B]``
+[--engine both|fast|reference] [--scales 1.0,0.5,1.5,2.0] [--weights PATH] [--amp] [--seed S] [--images_per_batch B]
+[--max_batch_pixels N] [--json PATH]``
 
 Prints one table (seconds per image, images per second, peak memory per engine), the floating-point work
 per image and the achieved fraction of the device's peak; the last line is
 ``fast/reference speed ratio: <r>x, max abs diff: <d>`` (``n/a`` where an engine was not run).
+``--json PATH`` also writes every figure of the table (and the settings) to PATH: see :func:`json_summary`.
 With ``--images_per_batch B`` > 1 the table has one more row, ``fast-bB``: the fast engine with groups of B
 consecutive images (all of this benchmark's images have one size) climbing in one batch per scale.
+
+``--amp`` (bf16 autocast of the fast engine) is meant for CUDA; on the CPU it runs too (the pipeline's
+``obtain_CAM_masking.py --amp True`` does as well), as a check of the code path, not as a performance figure.
 
 On the CPU each engine runs in its own child process (from a multiprocessing fork server), so that the two peak
 RSS figures are separate; a script that calls :func:`main` must therefore guard it with
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -70,6 +76,7 @@ class EngineResult:
     peak_mib: float = float("nan")  # peak RSS (CPU) or peak allocated (CUDA)
     base_mib: float = float("nan")  # the same quantity just before the run
     maps: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # ("cam", "high_res") per image
+    reserved_mib: float = float("nan")  # CUDA: peak reserved by the caching allocator (NaN on the CPU)
 
     @property
     def sec_per_image(self) -> float:
@@ -96,13 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list (default {CUDA_DEFAULTS['scales']} on CUDA, {CPU_DEFAULTS['scales']} on CPU)")
     p.add_argument("--weights", type=str, default=None,
                    help="CAM classifier weights (default: random, with a seeded N(0, 0.05) head)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for the fast engine (CUDA only)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the fast engine (meant for CUDA; on the CPU a code-path check, slow)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_batch_pixels", type=int, default=None,
                    help="fast engine: chunk the batched climbs (1 = one class per batch, to measure batching)")
     p.add_argument("--images_per_batch", type=int, default=1,
                    help="B > 1 adds a row 'fast-bB': the fast engine with B consecutive images per climbing batch "
                         "(obtain_CAM_masking.py --images_per_batch B)")
+    p.add_argument("--json", type=str, default=None, metavar="PATH",
+                   help="also write the figures and settings to PATH as JSON")
     return p
 
 
@@ -112,9 +122,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    if args.amp and args.device != "cuda":
-        parser.error("--amp is bf16 autocast on CUDA, as the pipeline runs it; it is refused on the CPU "
-                     "(CPU bf16 autocast is not what the pipeline does): drop --amp or use --device cuda")
     defaults = CUDA_DEFAULTS if args.device == "cuda" else CPU_DEFAULTS
     for key in ("images", "size", "scales", "adv_iter"):
         if getattr(args, key) is None:
@@ -290,6 +297,7 @@ def bench_cuda(model: nn.Module, inputs: list, args: argparse.Namespace, engine:
         res.seconds += [(time.perf_counter() - t0) / len(group)] * len(group)  # per image
         res.maps += outs
     res.peak_mib = torch.cuda.max_memory_allocated(dev) / 2**20
+    res.reserved_mib = torch.cuda.max_memory_reserved(dev) / 2**20
     return res
 
 
@@ -385,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         print("  CPU: each engine runs in its own child process (fork server); peak memory = that process's ru_maxrss "
               "(it includes torch itself and the model)")
+        if args.amp:
+            print("  CPU --amp: the fast engine under CPU bf16 autocast: a code-path check, not a performance figure")
     sys.stdout.flush()
 
     results: dict[str, EngineResult] = {}
@@ -445,10 +455,66 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   f"in one batch per scale): {speed:.2f}x the fast row's speed, max abs diff vs fast: "
                   f"cam {d_cam:.1e}, high_res {d_high:.1e}")
     out["ratio"], out["max_abs_diff"] = ratio, diff
+    if args.json:
+        summary = json_summary(args, dev_name, [keys for _, keys in inputs], results, flops_per_image, peak,
+                               peak_label)
+        write_json(args.json, summary)
+        out["json"] = summary
     ratio_s = f"{ratio:.1f}x" if ratio is not None else "n/a"
     diff_s = f"{diff:.1e}" if diff is not None else "n/a"
     print(f"fast/reference speed ratio: {ratio_s}, max abs diff: {diff_s}")
     return out
+
+
+def _num(x: float | None) -> float | None:
+    """A float for JSON: None for a missing or NaN figure (JSON has no NaN)."""
+    return None if x is None or x != x else float(x)
+
+
+def json_summary(args: argparse.Namespace, dev_name: str, keys_list: list[list[int]],
+                 results: dict[str, EngineResult], flops_per_image: float, peak: float | None,
+                 peak_label: str) -> dict:
+    """Every figure of the run as plain JSON types.
+
+    "engines": one entry per table row: "sec_per_image" (mean over the timed images; a group's time is split
+    evenly over its images), "seconds" (per image), "peak_mib" / "base_mib" (CUDA: max_memory_allocated after
+    a reset that follows the warm-up; CPU: the engine's child-process peak RSS), "reserved_mib" (CUDA:
+    max_memory_reserved; null on the CPU), "images_per_batch", "precision" ("bf16" for the fast rows under
+    --amp, else "fp32"), "max_abs_diff_vs_reference" / "max_abs_diff_vs_fast" (max over the maps, null where
+    that engine was not run).
+    """
+    device = "cuda" if args.device == "cuda" else "cpu"
+    engines = {}
+    for name, r in results.items():
+        row = {"sec_per_image": r.sec_per_image, "seconds": [float(t) for t in r.seconds],
+               "peak_mib": _num(r.peak_mib), "base_mib": _num(r.base_mib), "reserved_mib": _num(r.reserved_mib),
+               "images_per_batch": images_per_batch(name),
+               "precision": "bf16" if args.amp and name != "reference" else "fp32"}
+        for other in ("reference", "fast"):
+            row[f"max_abs_diff_vs_{other}"] = (max(max_abs_diff(results[other], r)) if other in results
+                                               and other != name else None)
+        engines[name] = row
+    ks = [len(k) for k in keys_list]
+    return {
+        "device": device, "device_name": dev_name, "amp": bool(args.amp), "size_hw": list(args.hw),
+        "images": args.images, "scales": list(args.scale_list), "adv_iter": args.adv_iter,
+        "steps_per_scale": [iterations_for_scale(s, args.adv_iter) for s in args.scale_list],
+        "classes_per_image": ks, "classes_mean": sum(ks) / len(ks), "max_batch_pixels": args.max_batch_pixels,
+        "seed": args.seed, "weights": args.weights,
+        "memory": ("torch.cuda.max_memory_allocated, reset after the untimed warm-up" if device == "cuda"
+                   else "peak RSS (ru_maxrss) of the engine's own child process"),
+        "engines": engines, "flops_per_image": flops_per_image, "peak_flops": _num(peak), "peak_label": peak_label,
+        "torch": torch.__version__,
+    }
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file, then a rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The engine benchmark script: a tiny CPU run prints its table and a parseable last line."""
 import importlib
+import json
 import os
 import re
 import sys
@@ -36,11 +37,45 @@ def test_bench_tiny_cpu_run(capsys):
     assert out["ratio"] > 0 and out["flops_per_image"] > 0
 
 
-def test_bench_refuses_amp_on_cpu(capsys):
+@pytest.mark.slow
+def test_bench_amp_on_cpu_writes_json(tmp_path, capsys):
+    """--amp runs on the CPU too (bf16 autocast of the fast engine: a code-path check) and --json holds the table."""
     bench = _load_bench()
-    with pytest.raises(SystemExit):
-        bench.main(["--device", "cpu", "--amp"])
-    assert "--amp" in capsys.readouterr().err
+    path = tmp_path / "bench.json"
+    bench.main(["--device", "cpu", "--size", "32x32", "--images", "2", "--classes", "1", "--adv_iter", "2",
+                "--scales", "1.0,2.0", "--amp", "--images_per_batch", "2", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert "CPU --amp" in out
+    data = json.loads(path.read_text())
+    assert data["amp"] is True and data["device"] == "cpu" and data["scales"] == [1.0, 2.0]
+    assert data["classes_per_image"] == [1, 1] and data["classes_mean"] == 1.0
+    rows = data["engines"]
+    assert set(rows) == {"reference", "fast", "fast-b2"}
+    assert [rows[e]["precision"] for e in ("reference", "fast", "fast-b2")] == ["fp32", "bf16", "bf16"]
+    assert [rows[e]["images_per_batch"] for e in ("reference", "fast", "fast-b2")] == [1, 1, 2]
+    for row in rows.values():
+        assert len(row["seconds"]) == 2 and row["sec_per_image"] == pytest.approx(sum(row["seconds"]) / 2)
+        assert row["peak_mib"] >= row["base_mib"] > 0  # the child's peak RSS cannot be below its start
+        assert row["reserved_mib"] is None  # a CUDA-only figure
+    # bf16 really ran: the fast maps are not the float32 reference's, yet close (maps are max-normalised to 1)
+    assert 0 < rows["fast"]["max_abs_diff_vs_reference"] < 0.1
+    assert rows["fast-b2"]["max_abs_diff_vs_fast"] < 0.1
+    assert rows["reference"]["max_abs_diff_vs_reference"] is None
+
+
+@pytest.mark.slow
+def test_bench_fp32_json_matches_the_table(tmp_path, capsys):
+    bench = _load_bench()
+    path = tmp_path / "bench.json"
+    out = bench.main(["--device", "cpu", "--size", "32x32", "--images", "1", "--classes", "1", "--adv_iter", "1",
+                      "--scales", "1.0", "--engine", "fast", "--max_batch_pixels", "1", "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert data == out["json"] and data["amp"] is False and data["max_batch_pixels"] == 1
+    assert list(data["engines"]) == ["fast"] and data["engines"]["fast"]["precision"] == "fp32"
+    assert data["engines"]["fast"]["max_abs_diff_vs_reference"] is None
+    assert data["flops_per_image"] == out["flops_per_image"] > 0
+    row = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("fast ")][0]
+    assert float(row[1]) == pytest.approx(data["engines"]["fast"]["sec_per_image"], abs=5e-4)  # printed to 3 places
 
 
 @pytest.mark.slow
