@@ -4,12 +4,14 @@
 #   bash get_mask_quality.sh                        # no VOC configured: toy VOC demo on the CPU
 #   bash get_mask_quality.sh --voc12_root DIR [..]  # real VOC 2012 + SBD with the reference defaults
 #   VOC12_ROOT=DIR bash get_mask_quality.sh [..]    # the same
+#   LAUNCH="torchrun --standalone --nproc_per_node 8" bash get_mask_quality.sh --voc12_root DIR   # on 8 GPUs
 #
 # Extra arguments are passed to every run_sample.py / obtain_CAM_masking.py call (e.g. --device cuda:1); on a real
 # root also to scripts/check_voc.py, which checks the lists and labels they name before the run.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
+RUN=${LAUNCH:-$PY}  # the passes' launcher (README: multi-GPU and multi-node)
 
 source scripts/voc_root_args.sh "$@"
 
@@ -22,9 +24,9 @@ if [ -n "$VOC_ROOT" ]; then
   mkdir -p "$OUT"
   # first make sure every listed image has its JPEG, ground truth and label (seconds; stops here if not)
   $PY scripts/check_voc.py --voc12_root "$VOC_ROOT" --ignore_other_flags "${EXTRA[@]}" 2>&1 | tee "$OUT/check_voc.log"
-  $PY obtain_CAM_masking.py --voc12_root "$VOC_ROOT" --train_list voc12/train_aug.txt \
+  $RUN obtain_CAM_masking.py --voc12_root "$VOC_ROOT" --train_list voc12/train_aug.txt \
       --cam_out_dir "$OUT/cam_adv_mask" --log_name "$OUT/obtain_cam_masking" "${EXTRA[@]}"
-  $PY run_sample.py --voc12_root "$VOC_ROOT" --cam_out_dir "$OUT/cam_adv_mask" --results_json "$RES" \
+  $RUN run_sample.py --voc12_root "$VOC_ROOT" --cam_out_dir "$OUT/cam_adv_mask" --results_json "$RES" \
       --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" --ins_seg_out_dir "$OUT/ins_seg" \
       --irn_weights_name "$OUT/sess/res50_irn.pth" --log_name "$OUT/sample_train_eval" \
       --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True \
@@ -55,22 +57,22 @@ COMMON=(--voc12_root "$TOY" --val_list "$LISTS/val.txt" --cam_scales 1.0
 if [ -f "$OUT/sess/res50_cam.pth" ]; then
   echo "classifier $OUT/sess/res50_cam.pth exists: not retrained"
 else
-  $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train_aug.txt" --no_pretrained True \
+  $RUN run_sample.py "${COMMON[@]}" --train_list "$LISTS/train_aug.txt" --no_pretrained True \
       --cam_crop_size 128 --cam_resize_long 112 144 --cam_batch_size 16 --cam_num_epoches 10 \
       --cam_optimizer adam --cam_learning_rate 0.0005 --train_cam_pass True "${EXTRA[@]}"
 fi
-$PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "$OUT/cam" \
+$RUN run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --cam_out_dir "$OUT/cam" \
     --make_cam_pass True --eval_cam_pass True "${EXTRA[@]}"
 # 2. AdvCAM seeds on train with the default climbing parameters (T=27, xi=0.08, lambda=7, tau=0.5)
 #    (and every climbing step of two images, to $OUT/cam_adv_mask/steps/, for the report's animation)
-$PY obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
+$RUN obtain_CAM_masking.py --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
     --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" --log_name "$OUT/demo" \
     --save_steps 2100_000006,2100_000010 "${EXTRA[@]}"
 # 3. AdvCAM seed quality, IRN relation labels, IRN (its branches over a frozen EfficientNet-Lite0 with the
 #    ImageNet weights that install with pip: no ImageNet ResNet-50 here), random-walk masks and their quality.
 #    The walk is scaled to the toy's 32 x 24 stride-4 grid: 2^4 steps cover about the share of the image that the
 #    reference's 2^8 steps cover on a 125 x 94 VOC grid (16x the cells; a walk's reach grows as sqrt(steps)).
-$PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt" \
+$RUN run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt" \
     --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" \
     --irn_network advcam.nets.efficientnet_lite0_irn --irn_crop_size 128 --irn_batch_size 16 \
     --irn_num_epoches 30 --exp_times 4 \
@@ -81,7 +83,7 @@ $PY run_sample.py "${COMMON[@]}" --train_list "$LISTS/train.txt" --infer_list "$
 #     (VOC: DeepLab-v2 ResNet-101, 30k iterations, docs/segmentation.md); the AdvCAM recipe's batch of 10 and
 #     balanced CE for 600 updates of the head (crops of 128 px, lr 0.01 as the head only trains), multi-scale + flip
 #     inference, with and without the dense CRF.
-$PY run_sample.py "${COMMON[@]}" --sem_seg_out_dir "$OUT/sem_seg" --seg_train_list "$LISTS/train.txt" \
+$RUN run_sample.py "${COMMON[@]}" --sem_seg_out_dir "$OUT/sem_seg" --seg_train_list "$LISTS/train.txt" \
     --seg_infer_list "$LISTS/val.txt" --seg_network efficientnet_lite0_seg --seg_train_backbone False \
     --seg_num_iters 600 --seg_crop_size 128 --seg_scales 0.75 1.0 1.25 1.5 --seg_learning_rate 0.01 \
     --seg_infer_scales 0.75 1.0 1.25 --seg_weights_name "$OUT/sess/lite0_seg.pth" --seg_out_dir "$OUT/seg" \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from collections.abc import Callable
 
@@ -145,8 +146,7 @@ def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
     if distributed.is_distributed():
         mine = distributed.shard(todo)
         if mine:
-            import queue as _q
-            q = _q.SimpleQueue()
+            q = queue.SimpleQueue()
             labels = get_cls_labels(args.voc12_root, mine, getattr(args, "cls_labels", None))
             device = str(distributed.local_device(getattr(args, "device", None)))
             _worker(0, 1, [device], mine, labels, args, group_fn, desc, q,
@@ -162,8 +162,7 @@ def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
         else:
             devices = ["cpu"]
         if len(devices) == 1:
-            import queue as _q
-            q = _q.SimpleQueue()
+            q = queue.SimpleQueue()
             _worker(0, 1, devices, todo, labels, args, group_fn, desc, q)
             results = [q.get()]
         else:

@@ -65,11 +65,11 @@ def is_main() -> bool:
 def local_device(name: str | None = None) -> torch.device:
     """``name`` if given (``--device``); else under torchrun ``cuda:LOCAL_RANK`` (modulo the node's GPU count, so
     that two ranks can share one GPU), or the CPU; else the current CUDA device, or the CPU."""
-    if name:
+    _, world, local = env_world()
+    if name and not (name == "cuda" and world > 1):  # a bare "cuda" under torchrun: this rank's GPU
         return torch.device(name)
     if not torch.cuda.is_available():
         return torch.device("cpu")
-    _, world, local = env_world()
     return torch.device(f"cuda:{local % torch.cuda.device_count()}" if world > 1 else "cuda")
 
 
@@ -92,8 +92,16 @@ def init(device_name: str | None = None) -> bool:
     timeout = datetime.timedelta(minutes=float(os.environ.get("ADVCAM_DIST_TIMEOUT_MIN", "180")))
     kw = {"device_id": device} if _backend == "nccl" else {}
     dist.init_process_group(backend=_backend, timeout=timeout, **kw)
-    log.info("rank %d of %d (local rank %d) on %s, backend %s", rank(), world_size(), local, device, _backend)
     return True
+
+
+def describe() -> str:
+    """A line for the log: this process's place in the job."""
+    if not is_distributed():
+        return "one process (no torchrun)"
+    _, _, local = env_world()
+    return (f"torchrun job of {world_size()} ranks, backend {_backend}; this is rank {rank()} (local rank {local}) "
+            f"on {local_device(None)}")
 
 
 def shutdown() -> None:

@@ -7,6 +7,7 @@ the reference's ``<name>.pth``, no hard-coded CUDA device list).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from advcam import distributed
@@ -25,6 +26,9 @@ from advcam.utils import (
 )
 
 TARGET_LAYERS = ("stage1", "stage2", "stage3", "stage4")
+
+
+log = logging.getLogger("advcam")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     validate_args(args, parser)
     distributed.init(args.device)  # under torchrun: join the job, each rank takes an exact shard of the images
     setup_logging(args.log_name + ".log" if args.log_name else None)
+    log.info("%s", distributed.describe())
     stats = make_advcam.run(args)
     distributed.shutdown()
     return stats

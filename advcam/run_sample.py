@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     distributed.init(args.device)  # under torchrun: join the job (every pass then shards its work over the ranks)
     setup_logging(args.log_name + ".log")
     log.info("run_sample.py %s", " ".join(sys.argv[1:] if argv is None else argv))
+    log.info("%s", distributed.describe())
     results = {}
     for name in PASSES:
         if getattr(args, f"{name}_pass"):

@@ -329,3 +329,40 @@ def test_seed_quality_writes_everything_under_out(tmp_path):
     assert [line.split()[-1] for line in res.stdout.splitlines() if line.startswith("AdvCAM seeds")] == \
         [f"{100 * miou:.2f}"]
     assert _repo_outputs_since(t0) == []
+
+
+@pytest.mark.slow
+def test_seed_quality_under_torchrun_via_launch(tmp_path):
+    """LAUNCH="torchrun ..." runs the passes as a 2-rank job; the seeds and their mIoU are those of one process."""
+    tiny_voc = write_tiny_voc(str(tmp_path / "voc"), n=6)
+    save_random_cam_weights(str(tmp_path / "cam.pth"))
+    ls = _lists(tiny_voc)
+    extra = {"check_voc.py": ["--train_list", ls["train"], "--train_seg_list", ls["train"]],
+             "obtain_CAM_masking.py": ["--train_list", ls["train"], "--cam_weights_name", str(tmp_path / "cam.pth"),
+                                       "--cam_scales", "1.0", "--num_workers", "0", "--adv_iter", "1"]}
+    outs = {}
+    for name, launch in (("one", None), ("two", "-m torch.distributed.run --standalone --nproc_per_node 2")):
+        d = tmp_path / name
+        d.mkdir()
+        wrap = d / "wrap.py"
+        wrap.write_text(WRAPPER)
+        env = dict(os.environ, PYTHON=f"{sys.executable} {wrap}", WRAP_LOG=str(d / "calls.jsonl"),
+                   WRAP_EXTRA=json.dumps(extra), OUT=str(d / "out"), OMP_NUM_THREADS="1")
+        if launch:
+            env["LAUNCH"] = f"{sys.executable} {launch} {wrap}"
+        env.pop("VOC12_ROOT", None)
+        res = subprocess.run(["bash", os.path.join(REPO, "get_seed_quality.sh"), "--voc12_root", tiny_voc, "--device",
+                              "cpu"], cwd=str(d), capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        outs[name] = d / "out"
+    one, two = outs["one"], outs["two"]
+    assert "torchrun job of 2 ranks" in open(two / "obtain_cam_masking.log").read()
+    names = sorted(os.listdir(one / "cam_adv_mask"))
+    assert names == sorted(os.listdir(two / "cam_adv_mask")) and len(names) == 2
+    for n in names:
+        a, b = np.load(one / "cam_adv_mask" / n, allow_pickle=True).item(), \
+            np.load(two / "cam_adv_mask" / n, allow_pickle=True).item()
+        assert np.array_equal(a["high_res"], b["high_res"])
+    res_one = json.load(open(one / "results.json"))
+    res_two = json.load(open(two / "results.json"))
+    assert list(res_one.values()) == list(res_two.values())
