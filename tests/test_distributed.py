@@ -342,3 +342,42 @@ def test_stage3_under_torchrun(job):
     for sub in ("out", "crf"):
         _assert_same_pngs(base / "seg1" / sub, base / "seg2" / sub)
     assert results[1] == results[2] and results[1][0]["images"] == 4
+
+
+def test_only_batch_norms_that_train_become_sync_batch_norm():
+    from advcam.nets.resnet50 import FixedBatchNorm
+    frozen, learning = FixedBatchNorm(4), FixedBatchNorm(4)
+    learning.fixed = False
+    evaluated = torch.nn.BatchNorm2d(4)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(4), torch.nn.Sequential(frozen, learning), evaluated)
+    model.train()
+    evaluated.eval()  # as a network's train() override keeps a frozen backbone's BN in eval mode
+    with torch.no_grad():
+        model[0].running_mean.fill_(0.5)
+    out = distributed._sync_training_bn(model)
+    assert out is model and isinstance(model[0], torch.nn.SyncBatchNorm)
+    assert torch.equal(model[0].running_mean, torch.full((4,), 0.5))  # statistics carried over
+    assert model[1][0] is frozen and isinstance(model[1][1], torch.nn.SyncBatchNorm) and model[2] is evaluated
+
+
+@pytest.mark.parametrize("network", ["advcam.nets.resnet50_irn", "advcam.nets.efficientnet_lite0_irn"])
+def test_every_trained_irn_parameter_gets_a_gradient(network):
+    """What DistributedDataParallel needs of train_irn's model: each parameter that requires a gradient gets one
+    (the Lite0 network's unused classifier head included)."""
+    import importlib
+
+    from advcam.indexing import PathIndex
+    from advcam.nets.resnet50_irn import relation_labels
+    torch.manual_seed(0)
+    net = importlib.import_module(network).AffinityDisplacementLoss(PathIndex(radius=3, default_size=(16, 16)))
+    net.train()
+    label = torch.zeros(16, 16, dtype=torch.long)
+    label[4:12, 4:12] = 3
+    label[0:3, :] = 255
+    bg, fg, ng = (t.unsqueeze(0) for t in relation_labels(label, net.path_index))
+    total, _ = compute_irn_loss(*net(torch.randn(1, 3, 64, 64), True), bg, fg, ng)
+    total.backward()
+    trained = [n for n, p in net.named_parameters() if p.requires_grad]
+    edge, dp = net.trainable_parameters()
+    assert len(trained) == len(edge) + len(dp) > 0
+    assert [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None] == []

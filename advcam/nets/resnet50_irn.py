@@ -75,9 +75,16 @@ class Net(nn.Module):
                                           self.fc_edge5, self.fc_edge6])
         self.dp_layers = nn.ModuleList([self.fc_dp1, self.fc_dp2, self.fc_dp3, self.fc_dp4, self.fc_dp5,
                                         self.fc_dp6, self.fc_dp7])
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
+        self._freeze_all_but_branches()
         self.backbone.eval()
+
+    def _freeze_all_but_branches(self) -> None:
+        """Only the two branches train: the backbone, and any part of the backbone's network the stages leave out
+        (a classifier head), get no gradients (DistributedDataParallel requires every trained parameter to get one)."""
+        branches = {id(p) for p in (*self.edge_layers.parameters(), *self.dp_layers.parameters())}
+        for p in self.parameters():
+            if id(p) not in branches:
+                p.requires_grad_(False)
 
     def build_backbone(self, pretrained: str | None) -> tuple[int, int, int, int, int]:
         """Set ``stage1..stage5`` (strides 4, 4, 8, 16, 16); return their channel counts."""
@@ -123,8 +130,7 @@ class Net(nn.Module):
     def train(self, mode: bool = True) -> Net:
         super().train(mode)
         self.backbone.eval()  # frozen: BN statistics and no gradients
-        for p in self.backbone.parameters():
-            p.requires_grad_(False)
+        self._freeze_all_but_branches()
         return self
 
     def trainable_parameters(self) -> tuple[tuple[nn.Parameter, ...], tuple[nn.Parameter, ...]]:
