@@ -1,7 +1,7 @@
 """AdvCAM on real photos with a real ImageNet classifier (EfficientNet-Lite0), against plain Grad-CAM: a measured table.
 
 ``python scripts/demo_imagenet.py [--images chelsea,astronaut,...] [--adv_iter 27] [--xi 0.08] [--lam 7]
-[--restriction auto] [--weights reference] [--others auto] [--stride 32] [--dilate]
+[--restriction auto] [--weights reference] [--others auto] [--stride 32] [--dilate] [--gradients] [--diagnose]
 [--out docs/advcam_any_network.png] [--threads 1]``
 
 The classifier is EfficientNet-Lite0 with its ImageNet weights, both from pip packages
@@ -17,7 +17,8 @@ minus-all-other-logits) on the network's last feature map, and prints, per photo
 share of the pixels of a box set by hand by looking at the photo, :data:`BOXES`, whose map is above 0.5 of its max)
 and of the background (the same share outside the box), the same at 0.3 of the max, and the target logit over the
 climb. It writes one figure row per photo: photo | Grad-CAM | AdvCAM (jet overlays, white line at 0.5 of each map's
-max, the box in green).
+max, the box in green). ``--diagnose`` also prints why the map's floor rises (:func:`floor_diagnostics`,
+docs/advcam_any_network.md section 3f).
 """
 from __future__ import annotations
 
@@ -270,6 +271,60 @@ def objective_gradients(model: nn.Module, x: torch.Tensor, c: int) -> dict[str, 
     return out
 
 
+def floor_diagnostics(model: nn.Module, x: torch.Tensor, c: int, boxes: Sequence[tuple[int, int, int, int]],
+                      size: tuple[int, int], adv_iter: int = 27, **kw) -> dict[str, float]:
+    """Why the map's floor rises: per-step quantities of ``AdvCAM(model, TARGET_LAYER, adv_iter, **kw)`` on one photo.
+
+    The step maps R(x_t) are the differences of the accumulated maps (``step_maps``); the features F(x_t) of the target
+    layer and the per-cell target map S_c(x_t) = W_c . F(x_t) (the linear head applied to each cell, bias-free) come
+    from a forward hook. Object / background cells: cells of the feature grid with more / less than half of their area
+    inside the boxes. Returns: ``bg_cells_Sc_pos`` (share of background cells with S_c(x_0) > 0: where the reference's
+    ReLU(S_c) objective would have no gradient, were it negative), ``obj_cells_pixel_logodds_pos`` (share of object
+    cells where the target beats the other classes, S_c + b_c > logsumexp_{k != c}(S_k + b_k)), ``gradcam_is_relu_Sc``
+    (max over t of |R(x_t) - ReLU(S_c(x_t)) / (#{W_c > 0} h' w')| / max R(x_t): ~1e-7 when the Grad-CAM weights of this
+    GAP + linear head are the same constants at every step), ``peak_median`` and ``peak_last`` (max R(x_t) / max R(x_0),
+    median over t >= 1, and at the last step), ``bg_over_obj_first`` / ``bg_over_obj_last`` (mean R over background
+    cells / over object cells at x_0 and at x_T-1), ``feat_bg_gain`` / ``feat_obj_gain`` (mean F over background /
+    object cells, x_T-1 over x_0), ``step_bg_03`` (background coverage at 0.3 of the max of the last step map alone) and
+    ``acc_bg_03`` (the same of the accumulated map)."""
+    feats: list[torch.Tensor] = []
+    handle = model.head.register_forward_hook(lambda m, i, o: feats.append(o.detach()))
+    steps: list[torch.Tensor] = []
+    try:
+        with AdvCAM(model, TARGET_LAYER, adv_iter=adv_iter, **kw) as advcam:
+            advcam(x, [c], step_maps=steps)
+    finally:
+        handle.remove()
+    acc = torch.stack([s[0] for s in steps])  # [T, h', w']
+    R = torch.cat([acc[:1], acc[1:] - acc[:-1]])  # step maps R(x_t)
+    Fs = torch.stack([f[0] for f in feats[:len(R)]])  # [T, K, h', w'] (one forward per step, the first copy)
+    W, b = model.net._fc.weight.detach(), model.net._fc.bias.detach()
+    S = torch.einsum("kc,tchw->tkhw", W, Fs)  # per-cell class maps [T, C, h', w']
+    Sc = S[:, c]
+    h, w = R.shape[-2:]
+    frac = F.interpolate(box_mask(size, boxes)[None, None].float(), size=(h, w), mode="area")[0, 0]
+    obj, bg = frac > 0.5, frac <= 0.5
+    k = 1.0 / (float((W[c] > 0).sum()) * h * w)
+    dev = ((R - F.relu(Sc) * k).flatten(1).abs().amax(1) / R.flatten(1).amax(1)).max()
+    Sb = S[0] + b[:, None, None]
+    rest = torch.cat([Sb[:c], Sb[c + 1:]]).logsumexp(0)
+    peaks = R.flatten(1).amax(1) / R[0].max()
+    full = box_mask(size, boxes)
+
+    def bg_cov(m: torch.Tensor) -> float:
+        return coverage(normalize_maps(upsample(m[None], size))[0], full, 0.3)[1]
+
+    return {"bg_cells_Sc_pos": float((Sc[0][bg] > 0).float().mean()),
+            "obj_cells_pixel_logodds_pos": float((Sb[c][obj] > rest[obj]).float().mean()),
+            "gradcam_is_relu_Sc": float(dev), "peak_median": float(peaks[1:].median()) if len(R) > 1 else 1.0,
+            "peak_last": float(peaks[-1]),
+            "bg_over_obj_first": float(R[0][bg].mean() / R[0][obj].mean()),
+            "bg_over_obj_last": float(R[-1][bg].mean() / R[-1][obj].mean()),
+            "feat_bg_gain": float(Fs[-1][:, bg].mean() / Fs[0][:, bg].mean()),
+            "feat_obj_gain": float(Fs[-1][:, obj].mean() / Fs[0][:, obj].mean()),
+            "step_bg_03": bg_cov(R[-1]), "acc_bg_03": bg_cov(acc[-1])}
+
+
 TABLE_HEAD = ("| photo (top-1) | object: Grad-CAM -> AdvCAM | background: Grad-CAM -> AdvCAM | "
               "at 0.3 of max: object / background | target logit x_0 -> x_T-1 (max) |\n|---|---|---|---|---|")
 
@@ -296,6 +351,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--flip", action="store_true")
     p.add_argument("--gradients", action="store_true", help="also print, per photo, the objective terms' input "
                    "gradients at x_0 (objective_gradients)")
+    p.add_argument("--diagnose", action="store_true", help="also print, per photo, why the map's floor rises "
+                   "(floor_diagnostics: step maps, peak, features, the per-cell target map on the background)")
     p.add_argument("--stride", type=int, default=32, choices=(16, 32))
     p.add_argument("--dilate", action="store_true", help="with --stride 16: dilate the layers after the de-strided one")
     p.add_argument("--size", type=int, default=None, help="centre-crop and resize to SIZE px (default: own resolution)")
@@ -336,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             gr = objective_gradients(model, x, c)
             print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in gr.items()), flush=True)
             r.update(gr)
+        if args.diagnose:
+            dg = floor_diagnostics(model, x, c, boxes, size, args.adv_iter, **kw)
+            print(f"{name} floor: " + ", ".join(f"{k} {v:.3g}" for k, v in dg.items()), flush=True)
+            r.update(dg)
         lines.append(table_row(name, classes[c], r, args.adv_iter))
         cam_n, adv_n = (normalize_maps(upsample(m, size))[0].numpy() for m in (cam, adv))
         rows.append([photo, overlay(photo, cam_n, boxes=boxes), overlay(photo, adv_n, boxes=boxes)])

@@ -4,6 +4,11 @@
 prints, over the (image, class) pairs of the first N images of the list (scale 1.0, flip pair, the reference's
 Grad-CAM of the bias-free head), the median, min and max of max R(x_0): the scale lambda = 7 acts on.
 
+With ``--floor`` it prints instead, over the same pairs, the share of the ground-truth background's cells (and of the
+class's own cells) where the per-cell class map S_c(x_0) of copy 0 is > 0 (the cells through which the reference's
+ReLU-mean objective passes gradient), and the median of max R(x_t) / max R(x_0) at t = 13 and t = 26 of the default
+climb (T = 27, xi = 0.08, lambda = 7, tau = 0.5): docs/advcam_any_network.md, section 3f.
+
 ``python scripts/map_scale.py --imagenet [--stride 32|16] [--dilate]`` prints max R(x_0) of EfficientNet-Lite0's
 ImageNet classifier (hooked Grad-CAM with the reference's weights, top-1 class) on the demo photos at their own
 resolution (``scripts/demo_imagenet.py``).
@@ -46,6 +51,45 @@ def cam_network_scales(voc12_root: str, list_name: str, weights: str, network: s
     return out
 
 
+def cam_network_floor(voc12_root: str, list_name: str, weights: str, network: str, count: int) -> list[tuple]:
+    """Per (image, positive class): (share of background cells with S_c(x_0) > 0, the same of the class's cells,
+    max R(x_13) / max R(x_0), max R(x_26) / max R(x_0)); cells of the feature grid more than half background / class."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from advcam.advcam import climb_fast, input_grad_only
+    from advcam.utils import network_module
+    from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
+
+    list_path = os.path.join(voc12_root, "ImageSets", "Segmentation", f"{list_name}.txt")
+    names = load_img_name_list(list_path, voc12_root)[:count]
+    labels = get_cls_labels(voc12_root, names)
+    model = network_module("cam_network", network).build_cam_net(weights)
+    ds = VOC12ImageDatasetMSF(None, voc12_root, scales=(1.0,), names=names)
+    out = []
+    for i in range(len(ds)):
+        pair = ds[i]["img"]
+        pair = pair[0] if isinstance(pair, list) else pair
+        gt = np.asarray(Image.open(os.path.join(voc12_root, "SegmentationClass", f"{names[i]}.png")))
+        with torch.no_grad():
+            S = model(pair, separate=True)[0]  # [C, h', w'] of copy 0
+        h, w = S.shape[-2:]
+
+        def cells(m: np.ndarray, size: tuple[int, int] = (h, w)) -> torch.Tensor:
+            return F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size, mode="area")[0, 0] > 0.5
+
+        bg = cells(gt == 0)
+        for k in np.nonzero(labels[i])[0].tolist():
+            steps: list[torch.Tensor] = []
+            with input_grad_only(model):
+                climb_fast(model, pair[None], [k], 27, 0.08, 7.0, 0.5, step_maps=steps)
+            R = [steps[0][0]] + [steps[t][0] - steps[t - 1][0] for t in range(1, len(steps))]
+            own = cells(gt == k + 1)
+            out.append((float((S[k][bg] > 0).float().mean()), float((S[k][own] > 0).float().mean()),
+                        float(R[13].max() / R[0].max()), float(R[26].max() / R[0].max())))
+    return out
+
+
 def imagenet_scales(stride: int, dilate: bool) -> dict[str, float]:
     """max R(x_0) of the ImageNet EfficientNet-Lite0 (top-1 class) on each demo photo."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -72,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cam_network", default="advcam.nets.resnet50_cam")
     p.add_argument("--count", type=int, default=40)
     p.add_argument("--imagenet", action="store_true")
+    p.add_argument("--floor", action="store_true", help="background cells with S_c > 0 and the peak over the climb")
     p.add_argument("--stride", type=int, default=32)
     p.add_argument("--dilate", action="store_true")
     args = p.parse_args(argv)
@@ -81,6 +126,13 @@ def main(argv: list[str] | None = None) -> None:
         for name, v in s.items():
             print(f"{name}: max R(x_0) {v:.3g}")
         print(f"median {np.median(list(s.values())):.3g}")
+        return
+    if args.floor:
+        r = np.array(cam_network_floor(args.voc12_root, args.list, args.cam_weights, args.cam_network, args.count))
+        print(f"{args.cam_network} ({args.cam_weights}), {len(r)} (image, class) pairs of {args.count} images: "
+              f"S_c(x_0) > 0 on background cells mean {r[:, 0].mean():.2f} (median {np.median(r[:, 0]):.2f}), on the "
+              f"class's cells mean {r[:, 1].mean():.2f}; max R(x_t) / max R(x_0) median {np.median(r[:, 2]):.2f} "
+              f"at t = 13, {np.median(r[:, 3]):.2f} at t = 26")
         return
     s = cam_network_scales(args.voc12_root, args.list, args.cam_weights, args.cam_network, args.count)
     print(f"{args.cam_network} ({args.cam_weights}), {len(s)} (image, class) pairs of {args.count} images: "

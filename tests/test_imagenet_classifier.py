@@ -224,3 +224,14 @@ def test_resnet18_flip_pair_merges_mirrored_map(resnet):
     w = G.sum((2, 3), keepdim=True) / (G > 0).sum()
     A = F.relu((feat.detach() * w).sum(1))
     assert torch.allclose(merged, A[0] + A[1].flip(-1), rtol=1e-4, atol=1e-7)
+
+
+def test_floor_diagnostics_on_the_cat(lite):
+    """demo_imagenet.floor_diagnostics: on this GAP + linear head every step map is ReLU(W_c . F(x_t)) up to one
+    constant (the Grad-CAM weights do not change over the climb), and the shares it reports are shares."""
+    demo, model, x, c, _ = lite
+    d = demo.floor_diagnostics(model, x, c, [(0, 0, 170, 224)], (224, 224), adv_iter=4)
+    assert d["gradcam_is_relu_Sc"] < 1e-4
+    for k in ("bg_cells_Sc_pos", "obj_cells_pixel_logodds_pos", "step_bg_03", "acc_bg_03"):
+        assert 0.0 <= d[k] <= 1.0, k
+    assert d["peak_last"] > 0 and d["feat_bg_gain"] > 0 and d["feat_obj_gain"] > 0
