@@ -143,38 +143,34 @@ def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
     log.info("%s: %d images in %s, %d already in %s, %d to do", desc, len(names), args.train_list,
              len(names) - len(todo), args.cam_out_dir, len(todo))
     counts = {"images": 0, "classes": 0, "bad": 0}
-    if distributed.is_distributed():
-        mine = distributed.shard(todo)
-        if mine:
-            q = queue.SimpleQueue()
-            labels = get_cls_labels(args.voc12_root, mine, getattr(args, "cls_labels", None))
-            device = str(distributed.local_device(getattr(args, "device", None)))
-            _worker(0, 1, [device], mine, labels, args, group_fn, desc, q,
-                    bar_row=int(os.environ.get("LOCAL_RANK", "0")))
-            counts = dict(zip(counts, q.get(), strict=True))
-        counts = distributed.sum_counts(counts)
-    elif todo:
-        labels = get_cls_labels(args.voc12_root, todo, getattr(args, "cls_labels", None))
-        if getattr(args, "device", None):
-            devices = [args.device]
-        elif torch.cuda.is_available():
-            devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        else:
-            devices = ["cpu"]
+    bar_row = None
+    if distributed.is_distributed():  # this rank's exact share, on its own device
+        mine, devices = distributed.shard(todo), [str(distributed.local_device(getattr(args, "device", None)))]
+        bar_row = int(os.environ.get("LOCAL_RANK", "0"))
+    elif getattr(args, "device", None):
+        mine, devices = todo, [args.device]
+    elif torch.cuda.is_available():
+        mine, devices = todo, [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    else:
+        mine, devices = todo, ["cpu"]
+    if mine:
+        labels = get_cls_labels(args.voc12_root, mine, getattr(args, "cls_labels", None))
         if len(devices) == 1:
             q = queue.SimpleQueue()
-            _worker(0, 1, devices, todo, labels, args, group_fn, desc, q)
+            _worker(0, 1, devices, mine, labels, args, group_fn, desc, q, bar_row=bar_row)
             results = [q.get()]
         else:
             ctx = torch.multiprocessing.get_context("spawn")
             q = ctx.SimpleQueue()
             torch.multiprocessing.start_processes(
                 _worker, nprocs=len(devices), start_method="spawn",
-                args=(len(devices), devices, todo, labels, args, group_fn, desc, q))
+                args=(len(devices), devices, mine, labels, args, group_fn, desc, q))
             results = [q.get() for _ in devices]
         for result in results:
             for k, v in zip(counts, result, strict=True):
                 counts[k] += v
+    if todo:
+        counts = distributed.sum_counts(counts)  # the totals over the ranks (collective: every rank has the same todo)
     stats = dict(counts, skipped=len(names) - len(todo), seconds=time.time() - t0)
     log.info("%s done: %d images (%d classes) written, %d skipped as done, %d unreadable, %.1f s, output %s",
              desc, stats["images"], stats["classes"], stats["skipped"], stats["bad"], stats["seconds"],

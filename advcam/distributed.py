@@ -195,9 +195,10 @@ def shared_seed(seed: int | None) -> int:
     return int(broadcast_object(random.randrange(2**31)))
 
 
-def local_batch(batch_size: int, flag: str) -> int:
-    """The per-rank batch: ``batch_size`` / world size; refused when the world size does not divide it."""
-    world = world_size()
+def local_batch(batch_size: int, flag: str, world: int | None = None) -> int:
+    """The per-rank batch: ``batch_size`` / ``world`` (default: this job's world size); refused, naming ``flag``,
+    when the world size does not divide it."""
+    world = world_size() if world is None else world
     if batch_size % world:
         raise BadInputError(f"{flag} {batch_size} is not divisible by the {world} ranks of this torchrun job: give "
                             f"a multiple of {world} (the global batch is split evenly over the ranks)")
@@ -245,12 +246,10 @@ def train_loader(dataset, batch_size: int, flag: str, seed: int, num_workers: in
     batches of step k together are the k-th ``batch_size`` slice of it, which is the single-process batch of step k.
     ``replica``: (rank, world size) instead of this process's. Call :func:`set_epoch` before each epoch."""
     r, world = replica if replica is not None else (rank(), world_size())
-    if batch_size % world:
-        raise BadInputError(f"{flag} {batch_size} is not divisible by the {world} ranks of this torchrun job: give "
-                            f"a multiple of {world} (the global batch is split evenly over the ranks)")
+    per_rank = local_batch(batch_size, flag, world)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=r, shuffle=True, seed=seed, drop_last=True)
-    return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, drop_last=True)
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      drop_last=True)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def cam_network_scales(voc12_root: str, list_name: str, weights: str, network: str, count: int) -> list[float]:
-    """max R(x_0) per (image, positive class) of the first ``count`` images of a VOC list."""
-    from advcam.advcam import climb_fast, input_grad_only
+def _list_pairs(voc12_root: str, list_name: str, weights: str, network: str, count: int):
+    """The CAM network and, for each of the first ``count`` images of a VOC list, (id, scale-1.0 flip pair, its
+    positive classes): (model, iterator)."""
     from advcam.utils import network_module
     from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
@@ -38,11 +38,22 @@ def cam_network_scales(voc12_root: str, list_name: str, weights: str, network: s
     labels = get_cls_labels(voc12_root, names)
     model = network_module("cam_network", network).build_cam_net(weights)
     ds = VOC12ImageDatasetMSF(None, voc12_root, scales=(1.0,), names=names)
+
+    def items():
+        for i in range(len(ds)):
+            pair = ds[i]["img"]
+            yield names[i], pair[0] if isinstance(pair, list) else pair, np.nonzero(labels[i])[0].tolist()
+
+    return model, items()
+
+
+def cam_network_scales(voc12_root: str, list_name: str, weights: str, network: str, count: int) -> list[float]:
+    """max R(x_0) per (image, positive class) of the first ``count`` images of a VOC list."""
+    from advcam.advcam import climb_fast, input_grad_only
+
+    model, items = _list_pairs(voc12_root, list_name, weights, network, count)
     out = []
-    for i in range(len(ds)):
-        pair = ds[i]["img"]
-        pair = pair[0] if isinstance(pair, list) else pair
-        keys = np.nonzero(labels[i])[0].tolist()
+    for _, pair, keys in items:
         if not keys:
             continue
         with input_grad_only(model):
@@ -55,22 +66,14 @@ def cam_network_floor(voc12_root: str, list_name: str, weights: str, network: st
     """Per (image, positive class): (share of background cells with S_c(x_0) > 0, the same of the class's cells,
     max R(x_13) / max R(x_0), max R(x_26) / max R(x_0)); cells of the feature grid more than half background / class."""
     import torch.nn.functional as F
-    from PIL import Image
 
     from advcam.advcam import climb_fast, input_grad_only
-    from advcam.utils import network_module
-    from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
+    from advcam.voc12.dataloader import load_seg_label
 
-    list_path = os.path.join(voc12_root, "ImageSets", "Segmentation", f"{list_name}.txt")
-    names = load_img_name_list(list_path, voc12_root)[:count]
-    labels = get_cls_labels(voc12_root, names)
-    model = network_module("cam_network", network).build_cam_net(weights)
-    ds = VOC12ImageDatasetMSF(None, voc12_root, scales=(1.0,), names=names)
+    model, items = _list_pairs(voc12_root, list_name, weights, network, count)
     out = []
-    for i in range(len(ds)):
-        pair = ds[i]["img"]
-        pair = pair[0] if isinstance(pair, list) else pair
-        gt = np.asarray(Image.open(os.path.join(voc12_root, "SegmentationClass", f"{names[i]}.png")))
+    for name, pair, keys in items:
+        gt = load_seg_label(voc12_root, name)
         with torch.no_grad():
             S = model(pair, separate=True)[0]  # [C, h', w'] of copy 0
         h, w = S.shape[-2:]
@@ -79,7 +82,7 @@ def cam_network_floor(voc12_root: str, list_name: str, weights: str, network: st
             return F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], size, mode="area")[0, 0] > 0.5
 
         bg = cells(gt == 0)
-        for k in np.nonzero(labels[i])[0].tolist():
+        for k in keys:
             steps: list[torch.Tensor] = []
             with input_grad_only(model):
                 climb_fast(model, pair[None], [k], 27, 0.08, 7.0, 0.5, step_maps=steps)

@@ -46,6 +46,15 @@ class TinyCAM(nn.Module):
         return self.classifier(self.features(x).mean((2, 3), keepdim=True)).flatten(1)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (the number in use is restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def flip_pairs(img: torch.Tensor, scales) -> list[torch.Tensor]:
     """Per scale, the [2, 3, h, w] stack of ``img`` (bilinear-resized) and its mirror, as the CAM passes feed it."""
     out = []

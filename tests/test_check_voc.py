@@ -222,14 +222,18 @@ os.execv(sys.executable, [sys.executable, script, *args, *extra])
 """
 
 
-def _run_script(tmp_path, script, root, extra, args=()):
+def _run_script(tmp_path, script, root, extra, args=(), launch=None, threads="2"):
     """Run ``bash script`` on ``root`` with PYTHON = a wrapper that records each Python command line as the script
-    gives it, then runs it for real with ``extra[<script name>]`` appended (small settings for the tiny root)."""
+    gives it, then runs it for real with ``extra[<script name>]`` appended (small settings for the tiny root).
+
+    ``launch``: launcher arguments for the passes (LAUNCH = python LAUNCH wrapper), e.g. torchrun's module."""
     wrap = tmp_path / "wrap.py"
     wrap.write_text(WRAPPER)
     log = tmp_path / "calls.jsonl"
     env = dict(os.environ, PYTHON=f"{sys.executable} {wrap}", WRAP_LOG=str(log), WRAP_EXTRA=json.dumps(extra),
-               OUT=str(tmp_path / "out"), OMP_NUM_THREADS="2")
+               OUT=str(tmp_path / "out"), OMP_NUM_THREADS=threads)
+    if launch:
+        env["LAUNCH"] = f"{sys.executable} {launch} {wrap}"
     env.pop("VOC12_ROOT", None)
     res = subprocess.run(["bash", os.path.join(REPO, script), "--voc12_root", root, *args], cwd=str(tmp_path),
                          capture_output=True, text=True, env=env)
@@ -342,19 +346,11 @@ def test_seed_quality_under_torchrun_via_launch(tmp_path):
                                        "--cam_scales", "1.0", "--num_workers", "0", "--adv_iter", "1"]}
     outs = {}
     for name, launch in (("one", None), ("two", "-m torch.distributed.run --standalone --nproc_per_node 2")):
-        d = tmp_path / name
-        d.mkdir()
-        wrap = d / "wrap.py"
-        wrap.write_text(WRAPPER)
-        env = dict(os.environ, PYTHON=f"{sys.executable} {wrap}", WRAP_LOG=str(d / "calls.jsonl"),
-                   WRAP_EXTRA=json.dumps(extra), OUT=str(d / "out"), OMP_NUM_THREADS="1")
-        if launch:
-            env["LAUNCH"] = f"{sys.executable} {launch} {wrap}"
-        env.pop("VOC12_ROOT", None)
-        res = subprocess.run(["bash", os.path.join(REPO, "get_seed_quality.sh"), "--voc12_root", tiny_voc, "--device",
-                              "cpu"], cwd=str(d), capture_output=True, text=True, env=env)
+        (tmp_path / name).mkdir()
+        res, _ = _run_script(tmp_path / name, "get_seed_quality.sh", tiny_voc, extra, ["--device", "cpu"],
+                             launch=launch, threads="1")
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-        outs[name] = d / "out"
+        outs[name] = tmp_path / name / "out"
     one, two = outs["one"], outs["two"]
     assert "torchrun job of 2 ranks" in open(two / "obtain_cam_masking.log").read()
     names = sorted(os.listdir(one / "cam_adv_mask"))

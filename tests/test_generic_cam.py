@@ -23,13 +23,7 @@ from advcam.advcam import (
 )
 from advcam.utils import check_network_flags
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for this module
 
 
 def _tiny(seed=0, num_classes=4):

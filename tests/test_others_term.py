@@ -9,13 +9,7 @@ from torch import nn
 
 from advcam.advcam import AdvCAM, class_objective
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for this module
 
 
 def test_class_objective_hand_values():

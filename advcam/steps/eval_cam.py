@@ -24,19 +24,16 @@ def run(args, thresholds=THRESHOLDS) -> dict:
     names = eval_names(args)
     confs = [ConfusionMatrix(21) for _ in thresholds]
     for name in tqdm(distributed.shard(names), desc="eval_cam", unit="img"):  # all of them in a plain run
-        cam_dict = load_cam_npy(os.path.join(args.cam_out_dir, name + ".npy"))
-        update_seed_sweep(confs, thresholds, cam_dict, load_seg_label(args.voc12_root, name),
-                          os.path.join(args.cam_out_dir, name + ".npy"))
+        path = os.path.join(args.cam_out_dir, name + ".npy")
+        update_seed_sweep(confs, thresholds, load_cam_npy(path), load_seg_label(args.voc12_root, name), path)
     matrices = distributed.all_reduce_sum(np.stack([c.matrix for c in confs]))  # summed over the ranks' shards
-    for c, m in zip(confs, matrices, strict=True):
-        c.matrix = m
-    mious = [mean_iou(c.matrix) for c in confs]
+    mious = [mean_iou(m) for m in matrices]
     log.info("read %d CAM files from %s, ground truth from %s (split %s)", len(names), args.cam_out_dir,
              args.voc12_root, args.chainer_eval_set)
     for th, m in zip(thresholds, mious, strict=True):
         log.info("threshold %.2f: mIoU %.2f", th, 100 * m)
     best = int(np.argmax(mious))
     log.info("per-class IoU at the best threshold %.2f:\n%s", thresholds[best],
-             format_iou_table(iou(confs[best].matrix)))
+             format_iou_table(iou(matrices[best])))
     log.info("best threshold %.2f: mIoU %.2f (%s)", thresholds[best], 100 * mious[best], args.cam_out_dir)
     return {"miou": float(mious[best]), "threshold": thresholds[best], "mious": [float(m) for m in mious]}

@@ -158,7 +158,7 @@ def estimate_mean_displacement(model: AffinityDisplacementLoss, args, device: to
         img = pack["img"].to(device, non_blocking=True)
         _, dp = model(img, return_loss=False)
         total += dp.double().mean(dim=(2, 3)).sum(0)
-    total = torch.from_numpy(distributed.all_reduce_sum(total.cpu().numpy())).to(device)
+    total = distributed.all_reduce_tensor(total)  # over the ranks' shards
     mean = (total / len(ds)).float()
     log.info("mean displacement over %d images of %s: (%.4f, %.4f)", len(ds), args.infer_list, *mean.tolist())
     return mean
