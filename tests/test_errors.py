@@ -12,6 +12,7 @@ from conftest import save_random_cam_weights
 from advcam import obtain_cam_masking, run_sample
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import save_cam_npy, save_png
+from advcam.voc12.dataloader import load_seg_label
 
 
 def _cli(monkeypatch, capsys, module, prog, argv):
@@ -95,8 +96,8 @@ def test_truncated_png_inputs_are_named(tmp_path, tiny_voc, monkeypatch, capsys)
     assert code == 2 and len(err) == 1 and str(damaged) in err[0] and "unreadable prediction" in err[0]
 
     save_random_cam_weights(str(tmp_path / "cam.pth"))
-    for name in _ids(tiny_voc, "train_aug"):
-        save_png(tmp_path / "ir" / f"{name}.png", np.zeros((8, 8), np.uint8))
+    for name in _ids(tiny_voc, "train_aug"):  # valid labels of the images' sizes: only the damaged one can fail,
+        save_png(tmp_path / "ir" / f"{name}.png", load_seg_label(tiny_voc, name))  # whatever order the loader reads
     ir = tmp_path / "ir" / f"{names[0]}.png"
     ir.write_bytes(b"\x89PNG\r\n")
     code, err = _cli(monkeypatch, capsys, run_sample, "run_sample.py", base + [
