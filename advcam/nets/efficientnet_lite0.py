@@ -6,6 +6,10 @@ the stride-32 block runs at stride 1 (output stride 16, as the reference's ResNe
 With ``dilate=True`` the depthwise convolutions after that block are dilated by 2, as DeepLab de-strides
 (every later layer then sees its trained receptive field); the default keeps them undilated (the IRN over
 this backbone was measured that way). ``output_stride=32`` keeps the network as trained.
+
+The pipeline feeds ImageNet-normalised inputs, (p - mean) / std per channel of pixels p in [0, 1] (the reference's
+normalisation); EfficientNet-Lite was trained on (255 p - 127) / 128 (TF ``efficientnet_lite_builder.py``: MEAN_RGB
+127, STDDEV_RGB 128), so the networks built on this module start with :class:`LiteStem`, which converts.
 """
 from __future__ import annotations
 
@@ -17,6 +21,23 @@ import torch.nn.functional as F
 from torch import nn
 
 DESTRIDED_BLOCK = 11  # the package's stride-32 MBConv block
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the pipeline's input normalisation
+LITE_MEAN_RGB, LITE_STDDEV_RGB = 127.0, 128.0  # the Lite's own, on 0..255 pixels
+
+
+def to_lite_units(x: torch.Tensor) -> torch.Tensor:
+    """(255 p - 127) / 128 from the ImageNet-normalised (p - mean) / std [B, 3, H, W] of the same pixels p."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return ((x * std + mean) * 255.0 - LITE_MEAN_RGB) / LITE_STDDEV_RGB
+
+
+class LiteStem(nn.Sequential):
+    """The first layers of a network over EfficientNet-Lite0 (stem convolution first), fed ImageNet-normalised
+    inputs: converts them to the Lite's own units (:func:`to_lite_units`), then runs its layers in order."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(to_lite_units(x))
 
 
 class SamePad(nn.Module):

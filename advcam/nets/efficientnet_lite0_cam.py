@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from advcam.nets import resnet50_cam
-from advcam.nets.efficientnet_lite0 import efficientnet_lite0
+from advcam.nets.efficientnet_lite0 import LiteStem, efficientnet_lite0
 from advcam.nets.resnet50_cam import CAMMaps, load_cam_weights
 
 __all__ = ["Net", "CAM", "build_cam_net", "load_cam_weights", "BACKBONE", "FEATURES"]
@@ -34,7 +34,7 @@ class Net(nn.Module):
         lite = efficientnet_lite0(output_stride=16, dilate=dilate)
         blocks = list(lite._blocks)
         (a, b), *rest = STAGE_BLOCKS
-        self.stage1 = nn.Sequential(lite._conv_stem, lite._bn0, nn.ReLU6(), *blocks[a:b])
+        self.stage1 = LiteStem(lite._conv_stem, lite._bn0, nn.ReLU6(), *blocks[a:b])
         self.stage2, self.stage3 = (nn.Sequential(*blocks[i:j]) for i, j in rest[:2])
         i, j = rest[2]
         self.stage4 = nn.Sequential(*blocks[i:j], lite._conv_head, lite._bn1, nn.ReLU6())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from advcam.nets import resnet50_irn
-from advcam.nets.efficientnet_lite0 import efficientnet_lite0
+from advcam.nets.efficientnet_lite0 import LiteStem, efficientnet_lite0
 from advcam.nets.resnet50_irn import compute_irn_loss, load_irn_weights, relation_labels
 
 __all__ = ["Net", "AffinityDisplacementLoss", "EdgeDisplacement", "compute_irn_loss", "load_irn_weights",
@@ -29,7 +29,7 @@ class LiteBackbone:
         blocks = list(self.lite._blocks)
         stem = [self.lite._conv_stem, self.lite._bn0, nn.ReLU6()]
         (a, b), *rest = STAGE_BLOCKS
-        self.stage1 = nn.Sequential(*stem, *blocks[a:b])
+        self.stage1 = LiteStem(*stem, *blocks[a:b])
         self.stage2, self.stage3, self.stage4, self.stage5 = (nn.Sequential(*blocks[i:j]) for i, j in rest)
         return tuple(blocks[j - 1]._block_args.output_filters for _, j in STAGE_BLOCKS)
 

