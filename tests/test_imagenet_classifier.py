@@ -68,7 +68,7 @@ def test_lite_wrapper_keeps_logits_and_recognises_the_cat(lite):
     assert R0.shape == (7, 7) and R0.max() > 0
 
 
-T_CLIMB = 16  # verified for T in 12, 16, 20: AdvCAM area 0.614-0.644 vs 0.519, logit rises by >= 11, lam ratio 0.68-0.73
+T_CLIMB = 16  # verified for T = 12, 16, 20: AdvCAM area 0.614-0.644 vs 0.519, logit rises by >= 11
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +164,21 @@ def test_box_coverage():
     m = torch.zeros(4, 6)
     m[0, 0], m[3, 0] = 1.0, 0.8
     assert demo.coverage(m, obj) == (0.125, 1 / 16)
+
+
+def test_box_iou_by_hand():
+    demo = _load_demo()
+    obj = demo.box_mask((2, 4), [(0, 0, 2, 2)])  # the left half of a 2 x 4 image
+    m = torch.tensor([[1.0, 0.6, 0.2, 0.0], [0.8, 0.4, 0.0, 0.0]])
+    curve = demo.box_iou_curve(m, obj)
+    # above 0.05..0.15: 5 pixels, 4 in the box -> 4/5; above 0.2..0.35: 4/4 (0.2 is not above 0.2);
+    # above 0.4..0.55: 3/4; above 0.6..0.75: 2/4; above 0.8..0.95: 1/4
+    expected = [0.8] * 3 + [1.0] * 4 + [0.75] * 4 + [0.5] * 4 + [0.25] * 4
+    assert curve == pytest.approx(expected)
+    assert demo.best_box_iou(m, obj) == (1.0, 0.2)
+    # one threshold for two photos: the mean curve's best
+    iou, t = demo.common_threshold_iou([curve, [1.0] + [0.0] * 18])
+    assert (iou, t) == (pytest.approx(0.9), 0.05)
 
 
 # ----------------------------------------------------------------------------------------------

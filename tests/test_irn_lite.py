@@ -100,6 +100,25 @@ def test_checkpoint_round_trip(loss_net, tmp_path):
         load_irn_weights(EdgeDisplacement(), str(path))
 
 
+def test_dilated_variant_has_the_same_weights_and_dilates_stage5_after_the_destrided_block():
+    from advcam.nets import efficientnet_lite0_dilated_irn as dil
+
+    plain, dilated = lite.EdgeDisplacement().eval(), dil.EdgeDisplacement().eval()
+    a, b = plain.state_dict(), dilated.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("lite."))  # the same ImageNet backbone
+    rates = [blk._depthwise_conv.dilation for blk in dilated.stage5]
+    assert rates == [(1, 1)] + [(2, 2)] * 4  # MBConv 11 de-strided, 12-15 dilated
+    assert all(blk._depthwise_conv.dilation == (1, 1) for blk in plain.stage5)
+    x = torch.randn(1, 3, 100, 130, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fa, fb = plain.features(x), dilated.features(x)
+    assert [f.shape for f in fa] == [f.shape for f in fb]  # same strides and channels
+    assert all(torch.equal(u, v) for u, v in zip(fa[:4], fb[:4], strict=True))  # stages 1-4 untouched
+    assert not torch.allclose(fa[4], fb[4])
+    assert network_module("irn_network", "advcam.nets.efficientnet_lite0_dilated_irn") is dil
+
+
 def test_network_flags():
     assert network_module("irn_network", "net.efficientnet_lite0_irn") is lite
     assert irn_network(type("A", (), {"irn_network": "advcam.nets.efficientnet_lite0_irn"})()) is lite

@@ -22,10 +22,13 @@ STAGE_BLOCKS = ((0, 2), (2, 3), (3, 5), (5, 11), (11, 16))
 
 
 class LiteBackbone:
-    """Mixin: the five IRN stages from EfficientNet-Lite0 (always its ImageNet weights: they ship with pip)."""
+    """Mixin: the five IRN stages from EfficientNet-Lite0 (always its ImageNet weights: they ship with pip);
+    ``DILATE``: dilate the blocks after the de-strided one (``efficientnet_lite0(dilate=True)``)."""
+
+    DILATE = False
 
     def build_backbone(self, pretrained: str | None) -> tuple[int, int, int, int, int]:
-        self.lite = efficientnet_lite0()
+        self.lite = efficientnet_lite0(dilate=self.DILATE)
         blocks = list(self.lite._blocks)
         stem = [self.lite._conv_stem, self.lite._bn0, nn.ReLU6()]
         (a, b), *rest = STAGE_BLOCKS
