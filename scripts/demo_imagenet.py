@@ -41,14 +41,8 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 from advcam import AdvCAM, normalize_maps  # noqa: E402
-from advcam.nets.efficientnet_lite0 import (  # noqa: E402
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    LITE_MEAN_RGB,
-    LITE_STDDEV_RGB,
-    efficientnet_lite0,
-    to_lite_units,
-)
+from advcam.imutils import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from advcam.nets.efficientnet_lite0 import LITE_MEAN_RGB, LITE_STDDEV_RGB, efficientnet_lite0, to_lite_units  # noqa: E402
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "stereo_motorcycle", "camera", "grace_hopper")
 # Object boxes (x0, y0, x1, y1) in pixels of the photo at its own resolution, set by hand by looking at each photo
@@ -79,7 +73,7 @@ SIZE = 224  # EfficientNet-Lite0's training resolution (``load_photo(name, SIZE)
 # With --lite_units the model takes the Lite's own units instead (docs sections 3a-3f and 4 were measured so): one
 # unit is 128 / 255 of the pixel range there against ~0.226 here, so xi = 0.08 is then a step 2.2 times the paper's,
 # and the paper's step is:
-XI_LITE_UNITS = 0.08 * sum(IMAGENET_STD) / 3 / (LITE_STDDEV_RGB / 255.0)  # ~0.036
+XI_LITE_UNITS = 0.08 * float(IMAGENET_STD.mean()) / (LITE_STDDEV_RGB / 255.0)  # ~0.036
 TARGET_LAYER = "head"  # the last feature map: conv_head -> bn1 -> ReLU6, [B, 1280, h/32, w/32] before pooling
 
 
@@ -219,10 +213,9 @@ def box_iou_curve(m: torch.Tensor, obj: torch.Tensor) -> list[float]:
     return out
 
 
-def best_box_iou(m: torch.Tensor, obj: torch.Tensor) -> tuple[float, float]:
-    """(best IoU, its threshold) of {m > t max m} with the boxes' mask ``obj`` over t in :data:`IOU_THRESHOLDS`: each
-    map at its own best threshold (the boxes are coarse, so it is a comparison only)."""
-    curve = box_iou_curve(m, obj)
+def best_box_iou(curve: Sequence[float]) -> tuple[float, float]:
+    """(best IoU, its threshold) on a :func:`box_iou_curve`: the map at its own best threshold (the boxes are
+    coarse, so it is a comparison only)."""
     i = max(range(len(curve)), key=curve.__getitem__)
     return curve[i], IOU_THRESHOLDS[i]
 
@@ -291,9 +284,9 @@ def photo_stats(cam: torch.Tensor, adv: torch.Tensor, logits: Sequence[torch.Ten
     for frac, tag in ((0.5, ""), (0.3, "_03")):
         r["cam_obj" + tag], r["cam_bg" + tag] = coverage(cam_n, obj, frac)
         r["adv_obj" + tag], r["adv_bg" + tag] = coverage(adv_n, obj, frac)
-    r["cam_iou"], r["cam_iou_t"] = best_box_iou(cam_n, obj)
-    r["adv_iou"], r["adv_iou_t"] = best_box_iou(adv_n, obj)
-    r["cam_iou_curve"], r["adv_iou_curve"] = box_iou_curve(cam_n, obj), box_iou_curve(adv_n, obj)
+    for tag, m in (("cam", cam_n), ("adv", adv_n)):
+        r[tag + "_iou_curve"] = box_iou_curve(m, obj)
+        r[tag + "_iou"], r[tag + "_iou_t"] = best_box_iou(r[tag + "_iou_curve"])
     traj = [float(lg[0, c]) for lg in logits]
     r.update(logit_first=traj[0], logit_last=traj[-1], logit_max=max(traj), logit_argmax=float(int(np.argmax(traj))))
     return r

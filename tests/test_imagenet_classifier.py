@@ -175,7 +175,7 @@ def test_box_iou_by_hand():
     # above 0.4..0.55: 3/4; above 0.6..0.75: 2/4; above 0.8..0.95: 1/4
     expected = [0.8] * 3 + [1.0] * 4 + [0.75] * 4 + [0.5] * 4 + [0.25] * 4
     assert curve == pytest.approx(expected)
-    assert demo.best_box_iou(m, obj) == (1.0, 0.2)
+    assert demo.best_box_iou(curve) == (1.0, 0.2)
     # one threshold for two photos: the mean curve's best
     iou, t = demo.common_threshold_iou([curve, [1.0] + [0.0] * 18])
     assert (iou, t) == (pytest.approx(0.9), 0.05)

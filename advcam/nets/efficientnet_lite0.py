@@ -20,13 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advcam.imutils import IMAGENET_MEAN, IMAGENET_STD
+
 DESTRIDED_BLOCK = 11  # the package's stride-32 MBConv block
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the pipeline's input normalisation
 LITE_MEAN_RGB, LITE_STDDEV_RGB = 127.0, 128.0  # the Lite's own, on 0..255 pixels
 
 
 def to_lite_units(x: torch.Tensor) -> torch.Tensor:
-    """(255 p - 127) / 128 from the ImageNet-normalised (p - mean) / std [B, 3, H, W] of the same pixels p."""
+    """(255 p - 127) / 128 from the ImageNet-normalised (p - mean) / std [B, 3, H, W] of the same pixels p (the
+    pipeline's :func:`advcam.imutils.normalize`)."""
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return ((x * std + mean) * 255.0 - LITE_MEAN_RGB) / LITE_STDDEV_RGB
