@@ -312,15 +312,22 @@ def test_real_root_branch_writes_everything_under_out(tmp_path):
     assert _repo_outputs_since(t0) == []
 
 
-@pytest.mark.slow
-def test_seed_quality_writes_everything_under_out(tmp_path):
-    t0 = time.time() - 1
+def _seed_quality_inputs(tmp_path, num_workers: int):
+    """A tiny VOC root of 6 images, random CAM weights, and get_seed_quality.sh's extra flags per script (its train
+    list, the weights, one scale, one climbing step): (root, lists, extra)."""
     tiny_voc = write_tiny_voc(str(tmp_path / "voc"), n=6)
     save_random_cam_weights(str(tmp_path / "cam.pth"))
     ls = _lists(tiny_voc)
     extra = {"check_voc.py": ["--train_list", ls["train"], "--train_seg_list", ls["train"]],
              "obtain_CAM_masking.py": ["--train_list", ls["train"], "--cam_weights_name", str(tmp_path / "cam.pth"),
-                                       "--cam_scales", "1.0", "--num_workers", "1", "--adv_iter", "1"]}
+                                       "--cam_scales", "1.0", "--num_workers", str(num_workers), "--adv_iter", "1"]}
+    return tiny_voc, ls, extra
+
+
+@pytest.mark.slow
+def test_seed_quality_writes_everything_under_out(tmp_path):
+    t0 = time.time() - 1
+    tiny_voc, ls, extra = _seed_quality_inputs(tmp_path, num_workers=1)
     res, calls = _run_script(tmp_path, "get_seed_quality.sh", tiny_voc, extra, ["--device", "cpu"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     out = str(tmp_path / "out")
@@ -338,12 +345,7 @@ def test_seed_quality_writes_everything_under_out(tmp_path):
 @pytest.mark.slow
 def test_seed_quality_under_torchrun_via_launch(tmp_path):
     """LAUNCH="torchrun ..." runs the passes as a 2-rank job; the seeds and their mIoU are those of one process."""
-    tiny_voc = write_tiny_voc(str(tmp_path / "voc"), n=6)
-    save_random_cam_weights(str(tmp_path / "cam.pth"))
-    ls = _lists(tiny_voc)
-    extra = {"check_voc.py": ["--train_list", ls["train"], "--train_seg_list", ls["train"]],
-             "obtain_CAM_masking.py": ["--train_list", ls["train"], "--cam_weights_name", str(tmp_path / "cam.pth"),
-                                       "--cam_scales", "1.0", "--num_workers", "0", "--adv_iter", "1"]}
+    tiny_voc, _, extra = _seed_quality_inputs(tmp_path, num_workers=0)
     outs = {}
     for name, launch in (("one", None), ("two", "-m torch.distributed.run --standalone --nproc_per_node 2")):
         (tmp_path / name).mkdir()
