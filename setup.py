@@ -9,6 +9,24 @@ here = Path(__file__).parent
 pinned = [line.split("#")[0].strip() for line in (here / "requirements.txt").read_text().splitlines()]
 requirements = [r.replace("==", ">=") for r in pinned if r]
 
+PACKAGE_DATA = ["**/*.sh", "**/*.txt", "**/*.md", "**/*.tsv", "**/*.npy", "**/*.json"]  # relative to advcam/data/
+
+CONSOLE_SCRIPTS = [
+    "advcam-run-sample=advcam.run_sample:cli",
+    "advcam-obtain-cam=advcam.obtain_cam_masking:cli",
+    "advcam-check-voc=advcam.tools.check_voc:cli",
+    "advcam-make-toy-voc=advcam.tools.make_toy_voc:cli",
+    "advcam-demo-imagenet=advcam.tools.demo_imagenet:cli",
+    "advcam-report=advcam.tools.report:cli",
+    "advcam-bench=advcam.tools.bench_advcam:cli",
+    "advcam-mask-quality=advcam.tools.pipelines:mask_quality",
+    "advcam-seed-quality=advcam.tools.pipelines:seed_quality",
+    "advcam-semi-quality=advcam.tools.pipelines:semi_quality",
+    "advcam-make-coco-masks=advcam.tools.make_coco_masks:cli",
+    "advcam-check-coco=advcam.tools.check_coco:cli",
+    "advcam-make-toy-coco=advcam.tools.make_toy_coco:cli",
+]
+
 setup(
     name="advcam",
     version="0.1.0",
@@ -17,12 +35,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["advcam", "advcam.*"]),
+    # the shipped data: every file under advcam/data/ (VOC and COCO lists, labels, the shell pipelines);
+    # tests/test_install.py checks that the wheel holds exactly the tree's files
+    package_data={"advcam.data": PACKAGE_DATA},
     install_requires=requirements,
-    entry_points={
-        "console_scripts": [
-            "advcam-run-sample=advcam.run_sample:cli",
-            "advcam-obtain-cam=advcam.obtain_cam_masking:cli",
-        ]
-    },
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     license="MIT",
 )

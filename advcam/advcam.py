@@ -41,6 +41,8 @@ Two engines compute the same maps for the CAM network (``advcam.nets.resnet50_ca
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -50,6 +52,61 @@ from torch import nn
 from advcam.cam import fuse_scales
 
 EPS_GRAD = 1e-12
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks of the public API (the rules of obtain_CAM_masking.py's flags)
+# ----------------------------------------------------------------------------------------------
+
+def _real(v) -> float | None:
+    """``v`` as a float, or None when it is not a real number."""
+    if isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def check_climb_params(adv_iter, xi, lam, tau) -> None:
+    """Refuse climbing parameters outside their ranges with one ValueError naming the parameter: ``adv_iter`` (T) an
+    integer >= 1, ``xi`` finite and > 0, ``lam`` finite and >= 0, ``tau`` in [0, 1]."""
+    if isinstance(adv_iter, bool) or not isinstance(adv_iter, numbers.Integral) or adv_iter < 1:
+        raise ValueError(f"adv_iter (T, climbing steps) must be an integer >= 1, got {adv_iter!r}")
+    v = _real(xi)
+    if v is None or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"xi (the step size) must be a finite number > 0, got {xi!r}: the climb ascends the class "
+                         "score (anti-adversarial); a negative step would run an adversarial (descending) attack")
+    v = _real(lam)
+    if v is None or not math.isfinite(v) or v < 0:
+        raise ValueError(f"lam (lambda, the weight of the restriction term) must be a finite number >= 0, got {lam!r}")
+    v = _real(tau)
+    if v is None or not 0 <= v <= 1:
+        raise ValueError(f"tau (the restricting-mask threshold) must lie in [0, 1], got {tau!r}")
+
+
+def check_targets(targets, num_classes: int | None = None) -> list[int]:
+    """The target classes as ints; a ValueError unless each is an integral class index in [0, ``num_classes``)
+    (only >= 0 when ``num_classes`` is None)."""
+    t = torch.as_tensor(targets).reshape(-1)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"targets must be integer class indices, got {t.dtype} values")
+    if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+        bad = t[~(torch.isfinite(t) & (t == t.round()))][0].item()
+        raise ValueError(f"targets must be integer class indices, got {bad!r}")
+    values = [int(v) for v in t.tolist()]
+    for v in values:
+        if v < 0 or (num_classes is not None and v >= num_classes):
+            limit = f"[0, {num_classes})" if num_classes is not None else "0 or more"
+            raise ValueError(f"target class {v} is out of range: class indices are {limit}"
+                             + (f" for this model's {num_classes} classes" if num_classes is not None else ""))
+    return values
+
+
+def head_classes(model: nn.Module) -> int | None:
+    """The number of classes of a CAM-style network's 1x1 ``classifier``, or None for any other model."""
+    head = getattr(model, "classifier", None)
+    return int(head.weight.shape[0]) if isinstance(head, nn.Conv2d) else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,6 +256,8 @@ def climb_reference(model: nn.Module, pair: torch.Tensor, c: int, T: int, xi: fl
 
     With ``step_maps`` (a list), the accumulated map [h', w'] after each step t (sum of R(x_0..x_t)) is
     appended to it, T maps in all; the result does not change."""
+    check_climb_params(T, xi, lam, tau)
+    c = check_targets([c], head_classes(model))[0]
     hooks = _GradCAMHooks(model.get_submodule(target_layer))
     try:
         x = pair.clone().detach().requires_grad_(True)
@@ -289,8 +348,12 @@ def climb_fast(model: nn.Module, x0: torch.Tensor, classes: Sequence[int], T: in
     pair (n = 2). Batch norm is in eval mode, so the slots are independent and one backward of the
     summed objective gives each slot its own gradient. Only input gradients are computed.
     """
+    check_climb_params(T, xi, lam, tau)
+    classes = check_targets(classes, head_classes(model))
     N, n = x0.shape[:2]
-    cls = torch.as_tensor(list(classes), device=x0.device)
+    if len(classes) != N:
+        raise ValueError(f"climb_fast: {N} climbing slots in x0 but {len(classes)} classes")
+    cls = torch.as_tensor(classes, dtype=torch.long, device=x0.device)
     rows = torch.arange(N, device=x0.device)
     W = model.classifier.weight.flatten(1)  # [C, K]
     sign = torch.full((N, W.shape[0]), -1.0, device=x0.device)  # +1 for the target class, -1 for the others
@@ -384,6 +447,7 @@ def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], sc
     accumulated maps after each climbing step, [T_s, K, h', w'] on the CPU, times the scale's multiplier (so
     entry [-1] is what is fused into the result); an image without a positive class gets an empty list.
     """
+    check_climb_params(adv_iter, xi, lam, tau)
     if not len(images) == len(keys_list) == len(sizes):
         raise ValueError(f"advcam_images: {len(images)} images, {len(keys_list)} key lists and {len(sizes)} sizes")
     if not images:
@@ -396,7 +460,7 @@ def advcam_images(model: nn.Module, images: Sequence[Sequence[torch.Tensor]], sc
         if len(shapes) > 1:
             raise ValueError(f"advcam_images batches images of equal size only, but at scale {s:g} the flip pairs "
                              f"have shapes {shapes}: group the images by size or call advcam_image per image")
-    keys_list = [[int(k) for k in keys] for keys in keys_list]
+    keys_list = [check_targets(keys, head_classes(model)) for keys in keys_list]
     slots = [(j, c) for j, keys in enumerate(keys_list) for c in keys]  # (image, class) per climb
     maps: list[list[torch.Tensor]] = [[None] * len(scales) for _ in images]  # type: ignore[list-item]
     steps: list[list[torch.Tensor]] = [[None] * len(scales) if keys else [] for keys in keys_list]  # type: ignore
@@ -440,7 +504,8 @@ def advcam_image(model: nn.Module, pairs: Sequence[torch.Tensor], scales: Sequen
     accumulated maps after each climbing step, [T_s, K, h', w'] on the CPU, times the scale's multiplier
     (entry [-1] is what is fused into the result); nothing is added for an image without a positive class.
     """
-    keys = [int(k) for k in keys]
+    check_climb_params(adv_iter, xi, lam, tau)
+    keys = check_targets(keys, head_classes(model))
     if not keys:
         return _empty_maps(size)
     if engine == "fast":
@@ -500,8 +565,7 @@ class AdvCAM:
     def __init__(self, model: nn.Module, target_layer: str | nn.Module = "stage4", adv_iter: int = 27,
                  xi: float = 0.08, lam: float = 7.0, tau: float = 0.5, flip: bool = False,
                  restriction: str = "auto", weights: str = "reference", others: str = "auto"):
-        if adv_iter < 1:
-            raise ValueError(f"adv_iter must be >= 1, got {adv_iter}")
+        check_climb_params(adv_iter, xi, lam, tau)
         if restriction not in ("auto", *RESTRICTIONS):
             raise ValueError(f"unknown restriction {restriction!r}: choose 'auto' or one of {RESTRICTIONS}")
         if weights not in GRADCAM_WEIGHTS:
@@ -544,7 +608,7 @@ class AdvCAM:
         """The accumulated maps [B, h', w']; with ``step_maps`` (a list), the accumulated maps [B, h', w'] after
         each climbing step t (sum of R(x_0..x_t), ``adv_iter`` tensors, the last equal to the result) are
         appended to it."""
-        targets = [int(t) for t in torch.as_tensor(targets).reshape(-1).tolist()]
+        targets = check_targets(targets, head_classes(self.model) if self.closed_form else None)
         if images.dim() != 4 or images.shape[0] != len(targets):
             raise ValueError(f"expected images [B, 3, H, W] and B targets, got {tuple(images.shape)} "
                              f"and {len(targets)} targets")
@@ -572,6 +636,8 @@ class AdvCAM:
         for t in range(self.adv_iter):
             x.requires_grad_(True)
             logits = self.model(x.flatten(0, 1)).unflatten(0, (B, n))  # [B, n, C]
+            if t == 0:
+                check_targets(targets, logits.shape[-1])
             y_c = logits[rows, :, tgt]  # [B, n]
             feat = self._hooks.feature
             (G,) = torch.autograd.grad(y_c.sum(), feat, retain_graph=True)  # dy_c/dF, a constant

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from advcam import distributed
+from advcam.datasets import ImageDatasetMSF, dataset_of
 from advcam.io import missing_files, save_cam_npy
 from advcam.utils import cam_network, resolve_cam_weights
-from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
 log = logging.getLogger("advcam.cam")
 
@@ -61,12 +61,24 @@ def pack_pairs(pack: dict) -> list[torch.Tensor]:
     return pack["img"] if isinstance(pack["img"], list) else [pack["img"]]
 
 
-def per_image_group(fn: PerImage) -> PerGroup:
-    """The group function that calls the per-image ``fn`` on each image of the group in turn."""
-    def group_fn(model, pairs_list, scales, keys_list, sizes, device):
-        return [fn(model, pairs, scales, keys, size, device)
+class PerImageGroup:
+    """The group function that calls the per-image ``fn`` on each image of the group in turn.
+
+    A class, not a closure, so that it pickles (to the per-GPU worker processes) whenever ``fn`` does (a
+    module-level function, or a :func:`functools.partial` of one)."""
+
+    def __init__(self, fn: PerImage):
+        self.fn = fn
+
+    def __call__(self, model, pairs_list, scales, keys_list, sizes, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self.fn(model, pairs, scales, keys, size, device)
                 for pairs, keys, size in zip(pairs_list, keys_list, sizes, strict=True)]
-    return group_fn
+
+
+def per_image_group(fn: PerImage) -> PerGroup:
+    """The group function that calls the per-image ``fn`` on each image of the group in turn
+    (:class:`PerImageGroup`)."""
+    return PerImageGroup(fn)
 
 
 def _groups(loader, per_group: int, on_bad):
@@ -87,15 +99,16 @@ def _groups(loader, per_group: int, on_bad):
 
 def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], labels: np.ndarray, args,
             group_fn: PerGroup, desc: str, queue, bar_row: int | None = None) -> None:
-    device = torch.device(devices[rank])
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    model = cam_network(args).build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
+    device = distributed.local_device(devices[rank])  # a concrete index, made the current CUDA device
+    data = dataset_of(args)
+    model = cam_network(args).build_cam_net(resolve_cam_weights(args.cam_weights_name),
+                                            num_classes=data.num_classes).to(device)
     mine = names[rank::n_workers]
     label_of = dict(zip(mine, labels[rank::n_workers], strict=True))  # the labels the pass read, not reloaded
-    ds = VOC12ImageDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=mine)
+    ds = ImageDatasetMSF(data, mine, scales=args.cam_scales)
+    workers = min(distributed.loader_workers(args.num_workers) // max(1, n_workers), 4)  # --num_workers split
     loader = DataLoader(_Tolerant(ds, args.skip_bad_images), batch_size=1, shuffle=False, collate_fn=_first,
-                        num_workers=min(args.num_workers // max(1, n_workers), 4), pin_memory=device.type == "cuda")
+                        num_workers=workers, pin_memory=device.type == "cuda")
     per_group = max(1, getattr(args, "images_per_batch", 1))
     done = classes = bad = 0
     t0 = time.time()
@@ -115,13 +128,26 @@ def _worker(rank: int, n_workers: int, devices: list[str], names: list[str], lab
         outs = group_fn(model, pairs, args.cam_scales, [k.tolist() for k in keys], [pack["size"] for pack in group],
                         device)
         for pack, k, (cam, high_res) in zip(group, keys, outs, strict=True):
-            save_cam_npy(os.path.join(args.cam_out_dir, pack["name"] + ".npy"), k, cam, high_res)
+            save_cam_npy(os.path.join(args.cam_out_dir, pack["name"] + ".npy"), k, cam, high_res,
+                         getattr(args, "cam_format", "float32"))
             done += 1
             classes += len(k)
         bar.update(len(group))
         bar.set_postfix(img_per_s=f"{done / (time.time() - t0):.2f}", refresh=False)
     bar.close()
     queue.put((done, classes, bad))
+
+
+def cam_devices(args) -> list[str]:
+    """The devices of a CAM pass, one worker each: under torchrun this rank's own device; else ``--device`` (a bare
+    ``cuda`` made ``cuda:0``); else every visible CUDA device (one spawned worker process per GPU); else the CPU."""
+    if distributed.is_distributed():
+        return [str(distributed.resolve_device(getattr(args, "device", None)))]
+    if getattr(args, "device", None):
+        return [str(distributed.resolve_device(args.device))]
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
 
 
 def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
@@ -136,7 +162,8 @@ def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
     still written to its own file, atomically, as soon as its group is done. Returns the counts summed over ranks.
     """
     t0 = time.time()
-    names = load_img_name_list(args.train_list, args.voc12_root)
+    data = dataset_of(args)
+    names = data.read_list(args.train_list)
     os.makedirs(args.cam_out_dir, exist_ok=True)
     todo = distributed.todo_on_main(lambda: missing_files(names, args.cam_out_dir, ".npy"))
     resolve_cam_weights(args.cam_weights_name)  # fail early, before any worker starts
@@ -144,17 +171,13 @@ def run_cam_pass(args, group_fn: PerGroup, desc: str) -> dict:
              len(names) - len(todo), args.cam_out_dir, len(todo))
     counts = {"images": 0, "classes": 0, "bad": 0}
     bar_row = None
+    devices = cam_devices(args)
+    mine = todo
     if distributed.is_distributed():  # this rank's exact share, on its own device
-        mine, devices = distributed.shard(todo), [str(distributed.local_device(getattr(args, "device", None)))]
+        mine = distributed.shard(todo)
         bar_row = int(os.environ.get("LOCAL_RANK", "0"))
-    elif getattr(args, "device", None):
-        mine, devices = todo, [args.device]
-    elif torch.cuda.is_available():
-        mine, devices = todo, [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    else:
-        mine, devices = todo, ["cpu"]
     if mine:
-        labels = get_cls_labels(args.voc12_root, mine, getattr(args, "cls_labels", None))
+        labels = data.cls_labels(mine, getattr(args, "cls_labels", None))
         if len(devices) == 1:
             q = queue.SimpleQueue()
             _worker(0, 1, devices, mine, labels, args, group_fn, desc, q, bar_row=bar_row)

@@ -11,6 +11,10 @@ identity in a plain ``python`` run (world size 1), so a pass reads the same eith
   :func:`world_size`, per-rank batch :func:`local_batch`; rank 0 alone writes (:func:`is_main`);
 - evaluation passes: :func:`all_reduce_sum` of the confusion matrices over exact shards.
 
+Devices: every pass takes its device from :func:`local_device` (``advcam.utils.pick_device``): under torchrun each
+rank's own GPU ``cuda:LOCAL_RANK`` (whatever CUDA ``--device`` says; see :func:`resolve_device`), made the current
+CUDA device. Each rank starts its share of ``--num_workers`` (:func:`loader_workers`).
+
 The backend is NCCL when each rank has a GPU of its own, else gloo (CPU ranks, or more ranks than GPUs on a
 node). A rank waits for the others at each :func:`barrier` for up to ``ADVCAM_DIST_TIMEOUT_MIN`` minutes
 (default 180): ranks of a resumed job can have unequal work left.
@@ -62,15 +66,63 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def local_device(name: str | None = None) -> torch.device:
-    """``name`` if given (``--device``); else under torchrun ``cuda:LOCAL_RANK`` (modulo the node's GPU count, so
-    that two ranks can share one GPU), or the CPU; else the current CUDA device, or the CPU."""
+def local_world_size() -> int:
+    """The ranks on this node under torchrun (LOCAL_WORLD_SIZE; WORLD_SIZE where it is unset); 1 in a plain run."""
+    _, world, _ = env_world()
+    if world <= 1:
+        return 1
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+
+
+def loader_workers(num_workers: int) -> int:
+    """This process's share of ``--num_workers`` (data-loader workers or CPU processes): ``num_workers`` split over
+    the ranks of this node under torchrun (at least 1 when ``num_workers`` > 0), so that a node runs about
+    ``num_workers`` in all, not one set per rank; ``num_workers`` in a plain run."""
+    n = max(0, int(num_workers or 0))
+    return 0 if n == 0 else max(1, n // local_world_size())
+
+
+_overridden: set[str] = set()
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """The device this process computes on, with a concrete index for CUDA (no side effect).
+
+    Under torchrun (WORLD_SIZE > 1) each rank has a GPU of its own: ``--device`` unset, ``cuda`` or ``cuda:N``
+    all mean ``cuda:LOCAL_RANK`` (modulo the node's visible GPU count, so that ranks can share GPUs, and so that a
+    launcher that shows each rank one GPU gives ``cuda:0``); an explicit ``cuda:N`` that differs is overridden, with
+    a warning in the log (one ``cuda:N`` for every rank would put them all on one GPU, which NCCL refuses). Any
+    other ``--device`` (``cpu``) is used as given. Without CUDA the unset device is the CPU.
+
+    In a plain run: ``name`` as given, a bare ``cuda`` meaning the current CUDA device (``cuda:0`` unless the
+    process chose another); unset: the current CUDA device when one is visible, else the CPU."""
     _, world, local = env_world()
-    if name and not (name == "cuda" and world > 1):  # a bare "cuda" under torchrun: this rank's GPU
-        return torch.device(name)
-    if not torch.cuda.is_available():
+    device = torch.device(name) if name else None
+    if device is not None and device.type != "cuda":
+        return device
+    if device is None and not torch.cuda.is_available():
         return torch.device("cpu")
-    return torch.device(f"cuda:{local % torch.cuda.device_count()}" if world > 1 else "cuda")
+    if world > 1:
+        if not torch.cuda.is_available():
+            return device  # type: ignore[return-value]  # cuda asked for, none visible: torch says so on first use
+        mine = torch.device("cuda", local % torch.cuda.device_count())
+        if device is not None and device.index is not None and device != mine and name not in _overridden:
+            _overridden.add(name)
+            log.warning("--device %s under torchrun: rank %d (local rank %d) uses %s, its own GPU", name,
+                        int(os.environ.get("RANK", "0")), local, mine)
+        return mine
+    if device is not None and device.index is not None:
+        return device
+    return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_initialized() else 0)
+
+
+def local_device(name: str | None = None) -> torch.device:
+    """:func:`resolve_device`, made this process's current CUDA device (``torch.cuda.set_device``) when it is one,
+    so that no kernel or context lands on another GPU. Every pass picks its device through here."""
+    device = resolve_device(name)
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_device(device)
+    return device
 
 
 def init(device_name: str | None = None) -> bool:
@@ -83,12 +135,9 @@ def init(device_name: str | None = None) -> bool:
     _, world, local = env_world()
     if world <= 1:
         return False
-    device = local_device(device_name)
+    device = local_device(device_name)  # this rank's GPU, made current
     n_gpu = torch.cuda.device_count() if device.type == "cuda" else 0
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    _backend = "nccl" if device.type == "cuda" and local_world <= n_gpu else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    _backend = "nccl" if device.type == "cuda" and local_world_size() <= n_gpu else "gloo"
     timeout = datetime.timedelta(minutes=float(os.environ.get("ADVCAM_DIST_TIMEOUT_MIN", "180")))
     kw = {"device_id": device} if _backend == "nccl" else {}
     dist.init_process_group(backend=_backend, timeout=timeout, **kw)
@@ -101,7 +150,7 @@ def describe() -> str:
         return "one process (no torchrun)"
     _, _, local = env_world()
     return (f"torchrun job of {world_size()} ranks, backend {_backend}; this is rank {rank()} (local rank {local}) "
-            f"on {local_device(None)}")
+            f"on {resolve_device(None)}")
 
 
 def shutdown() -> None:
@@ -217,19 +266,31 @@ def _sync_training_bn(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def constant_buffers(model: torch.nn.Module) -> list[str]:
+    """The full names of ``model``'s non-persistent buffers: constants every rank builds alike (IRN's index
+    tables), which DistributedDataParallel need not send."""
+    return [f"{prefix}.{name}" if prefix else name for prefix, module in model.named_modules()
+            for name in getattr(module, "_non_persistent_buffers_set", ())]
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, broadcast_buffers: bool = True) -> torch.nn.Module:
     """``model`` (already in training mode, its frozen parameters set) in DistributedDataParallel when distributed
     (``device_ids`` = its GPU), else ``model``.
 
     On CUDA, batch norms that train are converted to SyncBatchNorm first, so that they normalise over the global
     batch as one process would; frozen ones stay. (SyncBatchNorm does not run on the CPU, where each rank then
-    normalises over its own share of the batch.)"""
+    normalises over its own share of the batch.) The non-persistent buffers (:func:`constant_buffers`) are left out
+    of DDP's broadcasts, at the start and at every step; ``broadcast_buffers=False``: no buffer is re-broadcast at
+    each step, only once at the start (for a model whose buffers never change while it trains, as IRN's frozen
+    statistics)."""
     if not is_distributed():
         return model
     if device.type == "cuda":
         model = _sync_training_bn(model)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    ddp._set_params_and_buffers_to_ignore_for_model(model, constant_buffers(model))
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return ddp(model, device_ids=ids, forward_sync_buffers=broadcast_buffers)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -244,12 +305,13 @@ def train_loader(dataset, batch_size: int, flag: str, seed: int, num_workers: in
     A :class:`~torch.utils.data.DistributedSampler` with ``drop_last=True`` (no padding) and the rank count as its
     replicas, in a plain run too: the permutation of an epoch depends on (``seed``, epoch) only, and the ranks'
     batches of step k together are the k-th ``batch_size`` slice of it, which is the single-process batch of step k.
-    ``replica``: (rank, world size) instead of this process's. Call :func:`set_epoch` before each epoch."""
+    ``replica``: (rank, world size) instead of this process's. ``num_workers``: the pass's ``--num_workers``, of
+    which this rank starts its share (:func:`loader_workers`). Call :func:`set_epoch` before each epoch."""
     r, world = replica if replica is not None else (rank(), world_size())
     per_rank = local_batch(batch_size, flag, world)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=r, shuffle=True, seed=seed, drop_last=True)
-    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
-                      drop_last=True)
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=loader_workers(num_workers),
+                      pin_memory=pin_memory, drop_last=True)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

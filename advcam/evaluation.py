@@ -1,5 +1,6 @@
 """Shared pieces of the evaluation passes: the evaluated ids, the missing-prediction check, seed labels from
-CAMs and predicted label maps read as the reference reads them."""
+CAMs and predicted label maps read as the reference reads them; the class count comes from the dataset
+(:mod:`advcam.datasets`: 21 labels for voc12, 81 for coco14)."""
 from __future__ import annotations
 
 import math
@@ -10,13 +11,14 @@ import numpy as np
 from tqdm import tqdm
 
 from advcam import distributed
+from advcam.datasets import VOC12, SegData, dataset_of
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_label_png, missing_files
 from advcam.metrics import ConfusionMatrix
-from advcam.voc12.dataloader import load_img_name_list, load_seg_label
+from advcam.voc12.lists import eval_list_names  # noqa: F401  (re-exported)
 
-NUM_SEG_CLASSES = 21
-THRESHOLDS = tuple(round(0.15 + 0.01 * i, 2) for i in range(20))  # 0.15, 0.16, ..., 0.34 (AdvCAM's sweep)
+NUM_SEG_CLASSES = len(VOC12.class_names) + 1  # 21, VOC's labels: the default of the helpers below
+THRESHOLDS = VOC12.cam_eval_thresholds  # 0.15, 0.16, ..., 0.34 (AdvCAM's sweep); COCO14's is 0.10..0.50
 
 
 def seed_prediction(cam_dict: dict, threshold: float) -> np.ndarray:
@@ -28,9 +30,9 @@ def seed_prediction(cam_dict: dict, threshold: float) -> np.ndarray:
 
 
 def eval_names(args) -> list[str]:
-    """The evaluated ids: ImageSets/Segmentation/<chainer_eval_set>.txt of the VOC root (1,464 for train)."""
-    path = os.path.join(args.voc12_root, "ImageSets", "Segmentation", args.chainer_eval_set + ".txt")
-    return load_img_name_list(path)
+    """The evaluated ids of ``--chainer_eval_set`` in the dataset of ``args`` (:func:`advcam.datasets.dataset_of`;
+    for voc12 :func:`eval_list_names`, 1,464 for train)."""
+    return dataset_of(args).eval_names(args.chainer_eval_set)
 
 
 def require_predictions(args, names: list[str], folder: str, suffix: str, what: str, make_pass: str) -> None:
@@ -43,13 +45,14 @@ def require_predictions(args, names: list[str], folder: str, suffix: str, what: 
             f"{args.chainer_eval_set} split")
 
 
-def load_prediction(out_dir: str, name: str) -> np.ndarray:
-    """Predicted label map with 255 mapped to background, as the reference evaluates it."""
+def load_prediction(out_dir: str, name: str, num_seg_classes: int = NUM_SEG_CLASSES) -> np.ndarray:
+    """Predicted label map with 255 mapped to background, as the reference evaluates it; labels must lie below
+    ``num_seg_classes``."""
     path = os.path.join(out_dir, name + ".png")
     pred = np.array(load_label_png(path, "prediction", f"rerun the pass that writes {out_dir}"))
     pred[pred == 255] = 0
-    if pred.max(initial=0) >= NUM_SEG_CLASSES:
-        raise BadInputError(f"{path}: label {int(pred.max())} is not a VOC class (0-20)")
+    if pred.max(initial=0) >= num_seg_classes:
+        raise BadInputError(f"{path}: label {int(pred.max())} is not a class of the dataset (0-{num_seg_classes - 1})")
     return pred
 
 
@@ -61,7 +64,7 @@ def update_seed_sweep(confs: list, thresholds: Sequence[float], cam_dict: dict, 
     high_res = np.asarray(cam_dict["high_res"])
     if high_res.shape[1:] != gt.shape:
         raise BadInputError(f"{path}: high_res is {high_res.shape[1:]}, ground truth is {gt.shape}; the CAM files "
-                            "do not belong to this --voc12_root")
+                            "do not belong to this dataset root")
     keys = np.pad(np.asarray(cam_dict["keys"]) + 1, (1, 0))
     if len(high_res):
         fg_max, fg = high_res.max(0), keys[high_res.argmax(0) + 1]
@@ -71,19 +74,22 @@ def update_seed_sweep(confs: list, thresholds: Sequence[float], cam_dict: dict, 
         conf.update(np.where(fg_max > th, fg, 0), gt)
 
 
-def label_confusion(voc12_root: str, names: Sequence[str], folder: str, desc: str | None = None) -> np.ndarray:
-    """The 21x21 confusion matrix of the label maps ``<folder>/<id>.png`` (read by :func:`load_prediction`) against
-    the ground truth of ``voc12_root``, over ``names``; with ``desc`` a progress bar of that name.
+def label_confusion(data: SegData | str, names: Sequence[str], folder: str, desc: str | None = None) -> np.ndarray:
+    """The confusion matrix (``data.num_seg_classes`` square: 21 for VOC, 81 for COCO) of the label maps
+    ``<folder>/<id>.png`` (read by :func:`load_prediction`) against the ground truth of ``data`` (a dataset, or a
+    VOC root), over ``names``; with ``desc`` a progress bar of that name.
 
     Under torchrun (collective) each rank counts its exact shard of ``names`` and the matrices are summed, so every
     pixel is counted once."""
-    conf = ConfusionMatrix(NUM_SEG_CLASSES)
+    if isinstance(data, str):
+        data = VOC12(data)
+    conf = ConfusionMatrix(data.num_seg_classes)
     for name in tqdm(distributed.shard(names), desc=desc, unit="img", leave=False, disable=desc is None):
-        pred = load_prediction(folder, name)
-        gt = load_seg_label(voc12_root, name)
+        pred = load_prediction(folder, name, data.num_seg_classes)
+        gt = data.load_seg_label(name)
         if pred.shape != gt.shape:
             raise BadInputError(f"{folder}/{name}.png is {pred.shape}, its ground truth is {gt.shape}: the "
-                                "predictions do not belong to this --voc12_root")
+                                f"predictions do not belong to this {data.root_flag}")
         conf.update(pred, gt)
     return distributed.all_reduce_sum(conf.matrix)
 

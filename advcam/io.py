@@ -77,17 +77,55 @@ def save_png(path: str | os.PathLike, array: np.ndarray, palette: list[int] | No
         img.save(tmp, format="PNG")
 
 
-def save_cam_npy(path: str | os.PathLike, keys, cam, high_res) -> None:
-    """Save one image's maps in the reference format.
+CAM_FORMATS = ("float32", "float16", "strided16")
+"""The forms of a CAM ``.npy`` (``--cam_format``). ``float32``: the reference's file ("keys"; "cam" [K, ceil(H/4),
+ceil(W/4)] as a float32 torch tensor; "high_res" [K, H, W] as a float32 numpy array). ``float16``: the same dict with
+both maps in half precision. ``strided16``: "keys", "cam" in half precision and "size" (H, W), no "high_res": the
+reader recomputes it from "cam" (:func:`high_res_from_cam`), as the reference's make_sem_seg upsamples "cam"."""
+
+
+def add_cam_format_flag(group, default: str = "float32") -> None:
+    """``--cam_format`` of the passes that write CAM files (make_cam, obtain_CAM_masking.py)."""
+    group.add_argument("--cam_format", default=default, choices=CAM_FORMATS,
+                       help="how the CAM files are stored: float32 (the reference's), float16 (both maps in half "
+                            "precision, half the disk), strided16 (the stride-4 map in half precision only, the "
+                            "full-resolution one recomputed on read: 1/30 of the disk; the default with --dataset "
+                            "coco14, docs/coco.md); every reader takes all three")
+
+
+def save_cam_npy(path: str | os.PathLike, keys, cam, high_res, cam_format: str = "float32") -> None:
+    """Save one image's maps in the reference format, or a compact form of it (``cam_format``, see
+    :data:`CAM_FORMATS`).
 
     ``keys``: 0-based positive class indices (stored as an int64 torch tensor);
-    ``cam``: [K, ceil(H/4), ceil(W/4)] stored as a float32 torch tensor;
-    ``high_res``: [K, H, W] stored as a float32 numpy array.
+    ``cam``: [K, ceil(H/4), ceil(W/4)] stored as a torch tensor;
+    ``high_res``: [K, H, W] stored as a numpy array (``strided16``: only its size is stored).
     """
+    if cam_format not in CAM_FORMATS:
+        raise ValueError(f"cam_format {cam_format!r}: expected one of {', '.join(CAM_FORMATS)}")
+    dtype, np_dtype = (torch.float32, np.float32) if cam_format == "float32" else (torch.float16, np.float16)
     keys_t = torch.as_tensor(np.asarray(keys), dtype=torch.int64).reshape(-1)
-    cam_t = torch.as_tensor(cam).detach().to("cpu", torch.float32)
+    cam_t = torch.as_tensor(cam).detach().to("cpu", dtype)
     hr = high_res.detach().cpu().numpy() if torch.is_tensor(high_res) else np.asarray(high_res)
-    save_npy(path, {"keys": keys_t, "cam": cam_t, "high_res": hr.astype(np.float32, copy=False)})
+    if cam_format == "strided16":
+        obj = {"keys": keys_t, "cam": cam_t, "size": (int(hr.shape[-2]), int(hr.shape[-1]))}
+    else:
+        obj = {"keys": keys_t, "cam": cam_t, "high_res": hr.astype(np_dtype, copy=False)}
+    save_npy(path, obj)
+
+
+def high_res_from_cam(cam, size: tuple[int, int]) -> np.ndarray:
+    """The full-resolution maps [K, H, W] (float32, each channel divided by its max + 1e-5) of a stride-4 "cam"
+    [K, ceil(H/4), ceil(W/4)]: bilinear x4 (align_corners=False) cropped to ``size``, as the reference's
+    make_sem_seg upsamples the strided map."""
+    cam_t = torch.as_tensor(cam).to(torch.float32)
+    h, w = int(size[0]), int(size[1])
+    if cam_t.shape[0] == 0:
+        return np.zeros((0, h, w), np.float32)
+    up = torch.nn.functional.interpolate(cam_t[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
+    up = up[:, :h, :w]
+    up = up / (up.flatten(1).amax(1)[:, None, None] + 1e-5)
+    return up.numpy()
 
 
 def describe_error(e: BaseException) -> str:
@@ -117,8 +155,25 @@ def load_npy_dict(path: str | os.PathLike, what: str, make_pass: str) -> dict:
 
 
 def load_cam_npy(path: str | os.PathLike) -> dict:
-    """Load a CAM ``.npy`` as the reference does; a missing or damaged file names itself and the CAM pass."""
-    return load_npy_dict(path, "CAM file", CAM_PASSES)
+    """Load a CAM ``.npy`` as the reference does, in any of :data:`CAM_FORMATS`: the dict of the reference's float32
+    file ("cam" a float32 tensor, "high_res" a float32 array; a ``strided16`` file gains "high_res" recomputed by
+    :func:`high_res_from_cam`). A missing or damaged file names itself and the CAM pass."""
+    d = load_npy_dict(path, "CAM file", CAM_PASSES)
+    if torch.is_tensor(d.get("cam")) and d["cam"].dtype != torch.float32:
+        d["cam"] = d["cam"].to(torch.float32)
+    elif isinstance(d.get("cam"), np.ndarray) and d["cam"].dtype == np.float16:
+        d["cam"] = d["cam"].astype(np.float32)
+    if "high_res" in d:
+        hr = d["high_res"]
+        if isinstance(hr, np.ndarray) and hr.dtype == np.float16:
+            d["high_res"] = hr.astype(np.float32)
+    elif "cam" in d and "size" in d:
+        try:
+            d["high_res"] = high_res_from_cam(d["cam"], d["size"])
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise BadInputError(f"{path}: a strided16 CAM file whose 'cam' or 'size' is damaged ({describe_error(e)}); "
+                                f"delete it and rerun {CAM_PASSES}") from None
+    return d
 
 
 def load_label_png(path: str | os.PathLike, what: str, make_pass: str) -> np.ndarray:

@@ -12,11 +12,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from advcam import distributed, imutils
+from advcam.datasets import ImageDatasetMSF, dataset_of
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_cam_npy, missing_files
 from advcam.nets.resnet50_irn import EdgeDisplacement, load_irn_weights
 from advcam.utils import irn_network, pick_device
-from advcam.voc12.dataloader import VOC12ImageDatasetMSF, load_img_name_list
 
 log = logging.getLogger("advcam.irn")
 
@@ -27,9 +27,9 @@ def _first(batch: list) -> dict:
 
 def pair_loader(names: list[str], args, device: torch.device) -> DataLoader:
     """Batch-size-1 loader of scale-1.0 flip pairs: {"name", "img" [2, 3, H, W] (image, mirror), "size"}."""
-    ds = VOC12ImageDatasetMSF(None, args.voc12_root, names=names)
-    return DataLoader(ds, batch_size=1, shuffle=False, collate_fn=_first, num_workers=args.num_workers,
-                      pin_memory=device.type == "cuda")
+    ds = ImageDatasetMSF(dataset_of(args), names)
+    return DataLoader(ds, batch_size=1, shuffle=False, collate_fn=_first,
+                      num_workers=distributed.loader_workers(args.num_workers), pin_memory=device.type == "cuda")
 
 
 def build_irn(args, device: torch.device) -> EdgeDisplacement:
@@ -63,7 +63,7 @@ def load_cams(cam_dir: str, name: str, size: tuple[int, int], device: torch.devi
     hw = imutils.get_strided_size(size, 4)
     if tuple(cams.shape[1:]) != hw:
         raise BadInputError(f"{path}: 'cam' is {tuple(cams.shape[1:])}, expected {hw} for the {size[0]}x{size[1]} "
-                         "image: the CAM files do not belong to this --voc12_root")
+                         "image: the CAM files do not belong to this dataset root")
     return cams.to(device), keys
 
 
@@ -88,7 +88,7 @@ def irn_inference(args, out_dir: str, suffix: str, desc: str, bg_thres: float, s
     the loop ends, the counts the caller kept in ``stats`` are summed over the ranks.
     """
     device = pick_device(getattr(args, "device", None))
-    names = load_img_name_list(args.infer_list, args.voc12_root)
+    names = dataset_of(args).read_list(args.infer_list)
     os.makedirs(out_dir, exist_ok=True)
     todo = distributed.todo_on_main(lambda: missing_files(names, out_dir, suffix))
     stats["skipped"] = len(names) - len(todo)

@@ -6,7 +6,7 @@ Reads a run's folders (given explicitly, or found under one output folder in the
 Every number in the report is recomputed from those files with :mod:`advcam.metrics`; the mIoUs that
 ``results.json`` recorded are shown next to them.
 
-Entry point: :func:`make_report` (``scripts/report.py`` is its command line).
+Entry point: :func:`make_report` (``advcam-report``, ``python -m advcam.tools.report``, is its command line).
 """
 from __future__ import annotations
 
@@ -32,11 +32,18 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from advcam.errors import BadInputError, MissingInputError  # noqa: E402
-from advcam.evaluation import THRESHOLDS, label_confusion, load_prediction, seed_prediction, update_seed_sweep  # noqa: E402
+from advcam.evaluation import (  # noqa: E402
+    THRESHOLDS,
+    eval_list_names,
+    label_confusion,
+    load_prediction,
+    seed_prediction,
+    update_seed_sweep,
+)
 from advcam.io import atomic_path, load_cam_npy, load_label_png, load_npy_dict  # noqa: E402
 from advcam.metrics import VOC_SEG_CLASS_NAMES, ConfusionMatrix, iou, mean_iou  # noqa: E402
 from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE  # noqa: E402
-from advcam.voc12.dataloader import load_image, load_img_name_list, load_seg_label  # noqa: E402
+from advcam.voc12.dataloader import load_image, load_seg_label  # noqa: E402
 
 log = logging.getLogger("advcam.report")
 
@@ -80,6 +87,11 @@ class RunFolders:
                  ("IR label", self.ir_label_dir, "label", False), ("IRN mask", self.sem_seg_dir, "label", True),
                  ("Segmentation", self.seg_dir, "label", True)]
         return [Stage(n, d, k, e) for n, d, k, e in specs if d is not None]
+
+
+def _output_file(name: str, suffix: str) -> bool:
+    """A finished output ``<id><suffix>``: not the hidden temporary file that a killed atomic write leaves."""
+    return name.endswith(suffix) and not name.startswith(".")
 
 
 def _existing_dir(path: str | None) -> str | None:
@@ -521,7 +533,7 @@ def choose_ids(folders: RunFolders, names: Sequence[str], ids: Sequence[str] | N
     (those some stage has a file for) up to ``num_images``."""
     if ids:
         return list(dict.fromkeys(ids))
-    with_steps = sorted(f[:-4] for f in os.listdir(folders.steps_dir) if f.endswith(".npy")) if folders.steps_dir \
+    with_steps = sorted(f[:-4] for f in os.listdir(folders.steps_dir) if _output_file(f, ".npy")) if folders.steps_dir \
         else []
     pool = [n for n in names if n not in with_steps and any(
         os.path.isfile(os.path.join(s.folder, n + _suffix(s))) for s in folders.stages())]
@@ -549,24 +561,24 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
                 eval_set: str = "train", seed: int = 0, seg_eval_set: str = "val") -> str:
     """Write ``<report_dir>/report.html`` with its figures beside it (``figures/``); return the HTML's path.
 
-    Evaluates every stage over ``ImageSets/Segmentation/<eval_set>.txt`` of the VOC root (the ids that have a
-    file), draws one figure per chosen image, the threshold sweep, the per-class IoU bars and, for every image
-    with climbing steps, the animation; reads settings and timings from the run's logs and ``results.json``.
+    Evaluates every stage over the ids of ``eval_set`` (the ids that have a file): a split name reads the VOC
+    root's ``ImageSets/Segmentation/<eval_set>.txt``, else the shipped ``voc12/<eval_set>.txt``; a path is read as
+    given (:func:`advcam.evaluation.eval_list_names`). Draws one figure per chosen image, the threshold sweep, the
+    per-class IoU bars and, for every image with climbing steps, the animation; reads settings and timings from the
+    run's logs and ``results.json``.
     A segmentation network that predicted another split (``seg_eval_set``, val in the demo) gets its own row.
     """
     os.makedirs(os.path.join(report_dir, "figures"), exist_ok=True)
-    eval_list = os.path.join(folders.voc12_root, "ImageSets", "Segmentation", eval_set + ".txt")
-    if not os.path.isfile(eval_list):
-        raise MissingInputError(f"evaluation list {eval_list} not found (check --eval_set and --voc12_root)")
-    names = load_img_name_list(eval_list)
+    names = eval_list_names(eval_set, folders.voc12_root, "--eval_set")
     scores = [score_stage(s, folders.voc12_root, names) for s in folders.stages() if s.evaluated]
     scores = [s for s in scores if s.names]
     other_split = []  # (split, scores) of the segmentation network when it predicted another split than eval_set
     seg = [s for s in folders.stages() if s.name == "Segmentation"]
-    seg_list = os.path.join(folders.voc12_root, "ImageSets", "Segmentation", seg_eval_set + ".txt")
-    if seg and seg_eval_set != eval_set and not any(s.stage.name == "Segmentation" for s in scores) \
-            and os.path.isfile(seg_list):
-        seg_names = load_img_name_list(seg_list)
+    if seg and seg_eval_set != eval_set and not any(s.stage.name == "Segmentation" for s in scores):
+        try:
+            seg_names = eval_list_names(seg_eval_set, folders.voc12_root, "seg_eval_set")
+        except MissingInputError:
+            seg_names = []  # no such split: no row for it
         seg_scores = score_stage(seg[0], folders.voc12_root, seg_names)
         if seg_scores.names:
             other_split.append((seg_eval_set, seg_names, seg_scores))
@@ -613,7 +625,8 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
             ["class"] + [s.stage.name for s in scores],
             [[c] + [_pct(per_class[s.stage.name][i]) for s in scores] for i, c in enumerate(per_class["classes"])]))
     # the climb
-    steps_files = sorted(f for f in os.listdir(folders.steps_dir) if f.endswith(".npy")) if folders.steps_dir else []
+    steps_files = (sorted(f for f in os.listdir(folders.steps_dir) if _output_file(f, ".npy"))
+                   if folders.steps_dir else [])
     if steps_files:
         parts.append("<h2>The climb</h2><p>The accumulated AdvCAM map after each climbing step (each frame "
                      "max-normalised), from <code>obtain_CAM_masking.py --save_steps</code>.</p>")

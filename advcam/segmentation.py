@@ -47,6 +47,8 @@ SEG_NETWORKS: dict[str, str] = {
     "deeplabv3_resnet101": "torchvision deeplabv3_resnet101 (output stride 8, ASPP-v3 12/24/36)",
     "deeplabv3_resnet50": "torchvision deeplabv3_resnet50 (output stride 8, ASPP-v3 12/24/36)",
     "efficientnet_lite0_seg": "EfficientNet-Lite0 (pip ImageNet weights) + ASPP and a stride-4 decoder (CPU demo)",
+    "cct_resnet50": "CCT (train_semi): ResNet-50 at output stride 8 + PSP + the main decoder",
+    "cct_efficientnet_lite0": "CCT (train_semi) over EfficientNet-Lite0 (pip ImageNet weights), CPU demo",
 }
 
 RESNET_WEIGHTS = {"resnet101": "ResNet101_Weights.IMAGENET1K_V1", "resnet50": "ResNet50_Weights.IMAGENET1K_V1"}
@@ -122,8 +124,9 @@ def load_imagenet_state(arch: str, pretrained: str | None) -> dict | None:
     try:
         return weights.get_state_dict(progress=False)
     except OSError as e:  # URLError, no network, unwritable cache
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise MissingInputError(
-            f"could not download torchvision's ImageNet {arch} weights ({weights.url}): {e}. Offline, give the "
+            f"could not download torchvision's ImageNet {arch} weights ({weights.url}): {reason}. Offline, give the "
             f"file with --seg_pretrained PATH (a torchvision {arch} state dict such as "
             f"{os.path.basename(weights.url)}), or --seg_pretrained none to train from scratch "
             "(far below the published numbers)") from None
@@ -148,6 +151,24 @@ def build_seg_network(network: str, pretrained: str | None = "torchvision",
     except ValueError as e:
         raise BadInputError(f"--seg_pretrained {pretrained}: {e}") from None
     return model, f"ImageNet {module.BACKBONE_ARCH} ({pretrained})"
+
+
+_FLOAT32_NOTED: set[str] = set()
+
+
+def bf16_autocast(amp: bool, device: torch.device) -> bool:
+    """Whether stage 3 runs under bf16 autocast on ``device``: asked for (``--seg_amp``, on by default) and a CUDA
+    device with native bf16 (compute capability 8.0 and later, ``torch.cuda.is_bf16_supported(including_emulation=
+    False)``). An older GPU runs float32, said once in the log; the CPU always runs float32."""
+    if not amp or device.type != "cuda":
+        return False
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return True
+    if str(device) not in _FLOAT32_NOTED:
+        _FLOAT32_NOTED.add(str(device))
+        log.info("%s has no native bf16 (compute capability below 8.0): stage 3 runs in float32 there "
+                 "(--seg_amp is ignored)", device)
+    return False
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, train_backbone: bool = True) -> list[dict]:
@@ -373,7 +394,8 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
     A checkpoint {"model", "optimizer", "scheduler", "iteration", "config"} is written atomically every
     ``checkpoint_every`` updates and at the end. The data stream and each iteration's torch generator depend only
     on (dataset.seed, position), so a resumed run equals the uninterrupted one (it takes the checkpoint's seed).
-    bf16 autocast and channels_last on CUDA. Under torchrun: DistributedDataParallel, each rank taking its share of
+    bf16 autocast (with ``amp``, on a GPU with native bf16: :func:`bf16_autocast`) and channels_last on CUDA. Under
+    torchrun: DistributedDataParallel, each rank taking its share of
     each batch of ``batch_size`` crops (the global batch; refused when the rank count does not divide it), rank 0
     writing the checkpoints. Returns {"losses": per-update loss of this call,
     "start_iteration", "iterations", "seconds"}.
@@ -384,6 +406,7 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
         raise BadInputError("batch size, accumulation steps, iterations and checkpoint interval must be >= 1")
     config = dict(config or {}, batch_size=batch_size, iter_size=iter_size, num_iters=num_iters, lr=lr, loss=loss)
     cuda = device.type == "cuda"
+    bf16 = bf16_autocast(amp, device)
     model = model.to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -434,7 +457,7 @@ def train_segmentation(model: nn.Module, dataset: SegTrainDataset, *, batch_size
                 label = pack["label"].to(device, non_blocking=True)
                 last = micro == iter_size - 1  # DDP averages the accumulated gradients once, at the last one
                 with ddp.no_sync() if ddp is not model and not last else contextlib.nullcontext():
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         logits = ddp(img)
                     value = seg_loss(logits.float(), label, loss, global_count,
                                      distributed.world_size()) / iter_size
@@ -470,6 +493,7 @@ def predict_probs(model: nn.Module, img: torch.Tensor, scales: Sequence[float] =
     with ``flip``, its mirror (mirrored back). ``model`` must be in eval mode."""
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
+    bf16 = bf16_autocast(amp, device)
     h, w = img.shape[-2:]
     x0 = img[None].to(device)
     total, count = None, 0
@@ -480,7 +504,7 @@ def predict_probs(model: nn.Module, img: torch.Tensor, scales: Sequence[float] =
             x = torch.cat([x, x.flip(-1)])
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
         logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
         probs = logits.softmax(1)

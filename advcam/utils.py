@@ -146,15 +146,123 @@ def check_flag_ranges(args, parser: argparse.ArgumentParser, spec: dict[str, str
             parser.error(f"--{flag} {rule}, got {value}")
 
 
-def run_cli(main, prog: str) -> None:
-    """Run ``main()``; a :class:`~advcam.errors.UserError` is printed as one line and exits with status 2.
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once: appends "(default: X)" unless the help states its default itself
+    (an option whose default is None says in words what happens when it is not given). Values are named by
+    their kind (INT, FLOAT, BOOL, DIR, FILE, STR), so that most options and their help share a line."""
 
-    Any other exception is a bug and keeps its traceback."""
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 34, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or "%(default)" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        if action.type in (None, str):
+            if action.dest.endswith(("_root", "_dir")):
+                return "DIR"
+            if action.dest.endswith(("_list", "_labels", "_json", "_weights_name", "pretrained")):
+                return "FILE"
+        return {int: "INT", float: "FLOAT", str2bool: "BOOL", float_list: "FLOAT"}.get(action.type, "STR")
+
+
+class ArgParser(argparse.ArgumentParser):
+    """An argument parser for this package's commands: flags are never abbreviated (``--adv`` is not
+    ``--adv_iter``), the program is named as the user called it, defaults are shown once in ``--help``,
+    and a flag error is one line, ``<prog>: error: <message> (see --help)``, with exit status 2."""
+
+    def __init__(self, *args, default_prog: str | None = None, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        if "prog" not in kwargs and default_prog is not None:
+            kwargs["prog"] = program_name(default_prog)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def program_name(default: str) -> str:
+    """The command as the user typed it: ``python -m advcam.<module>``, or the console command's or the script's
+    file name (``sys.argv[0]``), else ``default`` (under ``python -c``, an interpreter, or a runner's
+    ``__main__.py``)."""
+    arg0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if arg0 and spec is not None and spec.name.startswith("advcam.") and \
+            os.path.abspath(arg0) == os.path.abspath(getattr(main, "__file__", "") or ""):
+        return f"python -m {spec.name}"
+    name = os.path.basename(arg0)
+    return default if name in ("", "-c", "__main__.py") else name
+
+
+_WORKER_PREFIX = re.compile(r"^Caught \w+ in (DataLoader worker process \d+|pin memory thread)")
+_USER_ERROR_LINE = re.compile(r"^advcam\.errors\.(\w+): ", re.MULTILINE)
+
+
+def _wrapped_user_message(text: str) -> str | None:
+    """The message of the last advcam UserError in a traceback text (as DataLoader workers and spawned
+    processes pass exceptions on), or None when there is none."""
+    from advcam import errors
+
+    for m in reversed(list(_USER_ERROR_LINE.finditer(text))):
+        cls = getattr(errors, m.group(1), None)
+        if isinstance(cls, type) and issubclass(cls, UserError):
+            return text[m.end():].strip()
+    return None
+
+
+def user_message(e: BaseException) -> str | None:
+    """What the user should read of ``e``: a :class:`UserError`'s own message (without the traceback that a
+    DataLoader worker or a spawned process wraps around it), or None when ``e`` is not a user error."""
+    text = str(e)
+    if isinstance(e, UserError):
+        if _WORKER_PREFIX.match(text):
+            return _wrapped_user_message(text) or text.splitlines()[-1]
+        return text
+    from torch.multiprocessing import ProcessRaisedException
+
+    if isinstance(e, ProcessRaisedException):
+        return _wrapped_user_message(text)
+    return None
+
+
+def _close_progress_bars() -> None:
+    """End the open tqdm bars' lines, so that an error message starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def run_cli(main, prog: str | None = None) -> None:
+    """Run ``main()``; a :class:`~advcam.errors.UserError` (raised here, in a DataLoader worker or in a spawned
+    worker process) is printed as one line, ``<prog>: error: <message>``, and exits with status 2.
+
+    ``prog`` defaults to the command as the user typed it (:func:`program_name`). Any other exception is a bug
+    and keeps its traceback."""
     try:
         main()
-    except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        message = user_message(e)
+        if message is None:
+            raise
+        _close_progress_bars()
+        print(f"{prog or program_name('advcam')}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_all_unreadable(stats: dict, args) -> None:
+    """Refuse a CAM pass that wrote nothing because every image it tried was unreadable (``--skip_bad_images
+    True`` skips them one by one): ``stats`` is what :func:`advcam.cam_loop.run_cam_pass` returns."""
+    if stats.get("bad") and not stats.get("images"):
+        raise BadInputError(
+            f"none of the {stats['bad']} images to do of --train_list {args.train_list} could be read (each is "
+            f"logged above), so nothing was written to {args.cam_out_dir}: check --voc12_root {args.voc12_root} "
+            "and its JPEGImages/")
 
 
 def check_voc12_root(root: str, parser: argparse.ArgumentParser, prog: str) -> None:
@@ -164,12 +272,12 @@ def check_voc12_root(root: str, parser: argparse.ArgumentParser, prog: str) -> N
     if root == default_voc12_root() and "VOC12_ROOT" not in os.environ:
         hint = ("No VOC data at the default --voc12_root. Either point --voc12_root (or the VOC12_ROOT environment "
                 "variable) at PASCAL VOC 2012 with SBD (a folder with JPEGImages/, SegmentationClass/, Annotations/ "
-                "and ImageSets/Segmentation/), or run the toy demo on this machine: `bash get_mask_quality.sh` (it "
-                "builds a toy VOC set with scripts/make_toy_voc.py).")
+                "and ImageSets/Segmentation/), or run the toy demo on this machine: `advcam-mask-quality` (in a clone: "
+                "`bash get_mask_quality.sh`; it builds a toy VOC set with advcam-make-toy-voc).")
     else:
         hint = (f"--voc12_root {root} has no JPEGImages/ folder: point it at a VOC2012 devkit folder "
                 "(JPEGImages/, SegmentationClass/, Annotations/, ImageSets/Segmentation/); "
-                "`python scripts/check_voc.py --voc12_root DIR` checks one.")
+                "`advcam-check-voc --voc12_root DIR` (python -m advcam.tools.check_voc) checks one.")
     parser.exit(2, f"{prog}: error: {hint}\n")
 
 

@@ -18,10 +18,28 @@ toy_train_cam     the toy classifier (the demo's train_cam settings, ``get_mask_
 toy_seeds_fp32    ``obtain_CAM_masking.py`` on a fixed subset (the first N ids of the toy ``train.txt``), then
                   ``run_sample.py --eval_cam_pass True`` on that subset: the seed mIoU
 toy_seeds_bf16    the same with ``--amp True``
+cam_device_flag   ``obtain_CAM_masking.py --device cuda`` (a bare ``cuda``, as users type it) on 2 toy images
+make_cam_pass     ``run_sample.py --make_cam_pass True`` on the smoke images, without ``--device`` (every visible
+                  GPU: one spawned worker per GPU when there are several)
+make_sem_seg_pass ``run_sample.py --make_sem_seg_pass True`` on those images: make_cam_pass's CAMs and a seeded
+                  random IRN (the pass's device handling and random walk on the GPU, not its quality)
+train_seg_steps   20 iterations of ``run_sample.py --train_seg_pass True`` (DeepLab-v2 ResNet-101 from scratch, the
+                  recipe's batch of 10 crops of 321, bf16 where the GPU has it; tiny: the EfficientNet-Lite0 head, 2
+                  iterations) on the toy ground truth
+train_semi_steps  ``run_sample.py --train_semi_pass True`` at the VOC recipe (CCT over ResNet-50 from scratch, 10
+                  labelled + 10 unlabelled crops of 320, the 30 auxiliary decoders, the toy ground truth standing in
+                  for the weak masks, bf16 where the GPU has it; tiny: the EfficientNet-Lite0 CCT, 2 + 2 crops of 64)
+                  for 5 and for 25 steps, two fresh runs: seconds per step = the difference / 20 (start-up
+                  cancels), and the projected hours of the paper's 72,960 steps
 torchrun_smoke    ``torchrun --standalone --nproc_per_node 2 obtain_CAM_masking.py`` (run as ``python -m
                   torch.distributed.run``, the module behind ``torchrun``) on a handful of toy images
                   (both ranks on the one GPU, or the CPU) and a plain one-process run of the same images: the two
                   folders must hold the same files, with equal keys and close maps
+multi_gpu_spawn   (2 or more GPUs; else recorded as skipped) ``obtain_CAM_masking.py`` without ``--device``: one
+                  spawned worker per GPU, on the smoke images; its files against torchrun_smoke's one-process run
+ddp_nccl          (2 or more GPUs; else recorded as skipped) ``torchrun --nproc_per_node 2 run_sample.py
+                  --train_cam_pass True``: a few DDP steps of the toy classifier over NCCL; the checkpoint loads
+                  on the CPU
 bench_fast_bf16   ``bench_advcam.py --device cuda --engine fast --amp --images_per_batch B``: rows fast (1 image
                   per climbing batch) and fast-bB; 8 VOC-size 375x500 random images, 1-2 classes (alternating),
                   scales 1.0, 0.5, 1.5, 2.0, T = 27, the pipeline's ``--max_batch_pixels``
@@ -32,8 +50,9 @@ mem_scale2_fp32   as mem_scale2_bf16 in float32
 bench_reference   ``bench_advcam.py --engine both`` on 2 images (1 and 2 classes): the literal (reference)
                   engine's s/image, the yardstick of the speed target (last, as its time is the least known)
 
-Time: each step has a budget (its share in ``STEPS``, scaled so that they sum to ``--budget_s``: 450 s on a GPU,
-so that the check ends within 8 minutes; ``--step_budget`` fixes one); a step may also use whatever the steps before
+Time: each step has a budget (its share in ``STEPS``, scaled so that they sum to ``--budget_s``: 540 s on a GPU,
+so that the check ends within 9 minutes; on one GPU the two multi-GPU steps are skipped at once and their time
+passes on to the benchmarks; ``--step_budget`` fixes one); a step may also use whatever the steps before
 it left unused, never the budget of a step after it, and it is killed (its whole process group) at its limit.
 SIGTERM kills the running step's processes and writes the JSON (exit status 143).
 
@@ -44,7 +63,7 @@ images) in under 1 hour on one GPU, scale 2.0 within 16 GiB. Each target's figur
 a step it needs failed.
 
 ``--tiny`` (automatic without CUDA): the same steps and code paths at toy sizes (32x32 benchmark images, T = 2,
-a 16-image toy set, one epoch), on the CPU in two to three minutes (2 cores): a test of this script, whose figures
+a 16-image toy set, one epoch), on the CPU in three to four minutes (2 cores): a test of this script, whose figures
 say nothing about the targets (the verdict says so: "meaningful": false).
 
 Exit status: 0 when every step succeeded, 1 when one failed (the JSON and the log are written either way).
@@ -95,24 +114,31 @@ GPU_SETTINGS = {
     "bench_scales": "1.0,0.5,1.5,2.0", "adv_iter": 27, "images_per_batch": 4,
     "toy_train": 160, "toy_size": 128, "toy_epochs": 10, "toy_batch": 16, "toy_crop": 128, "toy_resize": (112, 144),
     "subset": 32, "seed_scales": (1.0, 0.5, 1.5, 2.0), "seed_adv_iter": 27, "seed_images_per_batch": 8,
-    "smoke_images": 8, "smoke_adv_iter": 2, "num_workers": 4, "budget_s": 450,
+    "smoke_images": 8, "smoke_adv_iter": 2, "num_workers": 4, "budget_s": 540,
+    "seg_network": "deeplab_v2", "seg_iters": 20, "seg_batch": 10, "seg_crop": 321, "irn_infer_pad": 512,
+    "ddp_batch": 8, "semi_network": "cct_resnet50", "semi_iters": (5, 25), "semi_batch": 10, "semi_crop": 320,
 }
 TINY_SETTINGS = {
     "bench_size": "32x32", "bench_images": 2, "reference_images": 2, "memory_images": 2, "bench_classes": 1,
     "bench_scales": "1.0,0.5,1.5,2.0", "adv_iter": 2, "images_per_batch": 2,
     "toy_train": 16, "toy_size": 64, "toy_epochs": 1, "toy_batch": 8, "toy_crop": 64, "toy_resize": (56, 72),
     "subset": 6, "seed_scales": (1.0, 0.5, 1.5, 2.0), "seed_adv_iter": 2, "seed_images_per_batch": 4,
-    "smoke_images": 4, "smoke_adv_iter": 2, "num_workers": 0, "budget_s": 300,
+    "smoke_images": 4, "smoke_adv_iter": 2, "num_workers": 0, "budget_s": 480,
+    "seg_network": "efficientnet_lite0_seg", "seg_iters": 2, "seg_batch": 2, "seg_crop": 64, "irn_infer_pad": 64,
+    "ddp_batch": 4, "semi_network": "cct_efficientnet_lite0", "semi_iters": (1, 3), "semi_batch": 2, "semi_crop": 64,
 }
 
 # (name, share of the budget in seconds at budget_s = 450). The order is the order of the run: the toy steps first
 # (their time is the best known, so what they leave unused passes on to the benchmarks), the reference last (its time
 # is the least known: it gets every second left over).
 STEPS: list[tuple[str, float]] = [
-    ("toy_data", 15), ("toy_train_cam", 45), ("toy_seeds_fp32", 35), ("toy_seeds_bf16", 35), ("torchrun_smoke", 45),
+    ("toy_data", 15), ("toy_train_cam", 45), ("toy_seeds_fp32", 35), ("toy_seeds_bf16", 35),
+    ("cam_device_flag", 20), ("make_cam_pass", 20), ("make_sem_seg_pass", 30), ("train_seg_steps", 40),
+    ("train_semi_steps", 45), ("torchrun_smoke", 45), ("multi_gpu_spawn", 30), ("ddp_nccl", 40),
     ("bench_fast_bf16", 60), ("mem_scale2_bf16", 30), ("bench_fast_fp32", 65), ("mem_scale2_fp32", 30),
     ("bench_reference", 90),
 ]
+MULTI_GPU_STEPS = ("multi_gpu_spawn", "ddp_nccl")
 STEP_NAMES = [name for name, _ in STEPS]
 
 
@@ -353,6 +379,202 @@ def step_toy_seeds_bf16(ctx: Context) -> dict:
     return _toy_seeds(ctx, "bf16")
 
 
+TWO_LIST = "gpu_check_two"  # the first 2 smoke ids: cam_device_flag's images
+
+
+def step_cam_device_flag(ctx: Context) -> dict:
+    """``--device cuda`` as users type it (no index): it used to crash before the first image."""
+    s = ctx.settings
+    _require_toy(ctx)
+    two = _read_list(_toy_list(ctx, SMOKE_LIST))[:2]
+    _write_list(_toy_list(ctx, TWO_LIST), two)
+    out_dir = ctx.work_path("passes", "device_flag")
+    _fresh(out_dir)
+    device = "cuda" if ctx.device == "cuda" else "cpu"
+    ctx.run([PY, "obtain_CAM_masking.py", "--voc12_root", _toy_root(ctx), "--train_list", _toy_list(ctx, TWO_LIST),
+             "--cam_scales", "1.0", "--adv_iter", s["smoke_adv_iter"], "--cam_weights_name", _weights(ctx),
+             "--cam_out_dir", out_dir, "--num_workers", 0, "--device", device])
+    return {"device": device, "images": len(two), **_expect_files(out_dir, two, ".npy")}
+
+
+def _cams_dir(ctx: Context) -> str:
+    return ctx.work_path("passes", "cam")
+
+
+def _pass_argv(ctx: Context, log_name: str) -> list:
+    return [PY, "run_sample.py", "--voc12_root", _toy_root(ctx), "--num_workers", ctx.settings["num_workers"],
+            "--log_name", ctx.work_path("passes", log_name), *_device_flag(ctx)]
+
+
+def step_make_cam_pass(ctx: Context) -> dict:
+    _require_toy(ctx)
+    names = _read_list(_toy_list(ctx, SMOKE_LIST))
+    _fresh(_cams_dir(ctx))
+    ctx.run([*_pass_argv(ctx, "make_cam"), "--train_list", _toy_list(ctx, SMOKE_LIST), "--cam_scales", "1.0", "0.5",
+             "--cam_weights_name", _weights(ctx), "--cam_out_dir", _cams_dir(ctx), "--make_cam_pass", "True"])
+    return {"images": len(names), **_expect_files(_cams_dir(ctx), names, ".npy")}
+
+
+def _irn_weights(ctx: Context) -> str:
+    return ctx.work_path("passes", "irn_random.pth")
+
+
+def write_random_irn(path: str) -> None:
+    """A seeded random IRN state dict (what make_sem_seg reads): the pass's device handling, not its quality."""
+    from advcam.nets.resnet50_irn import EdgeDisplacement
+    torch.manual_seed(0)
+    net = EdgeDisplacement()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({k: v.cpu() for k, v in net.state_dict().items()}, path)
+
+
+def step_make_sem_seg_pass(ctx: Context) -> dict:
+    _require_toy(ctx)
+    names = _read_list(_toy_list(ctx, SMOKE_LIST))
+    if not all(os.path.isfile(os.path.join(_cams_dir(ctx), n + ".npy")) for n in names):
+        raise StepError("no CAMs of the smoke images: the step make_cam_pass did not succeed")
+    write_random_irn(_irn_weights(ctx))
+    out_dir = ctx.work_path("passes", "sem_seg")
+    _fresh(out_dir)
+    ctx.run([*_pass_argv(ctx, "make_sem_seg"), "--infer_list", _toy_list(ctx, SMOKE_LIST), "--cam_out_dir",
+             _cams_dir(ctx), "--irn_weights_name", _irn_weights(ctx), "--irn_infer_pad", ctx.settings["irn_infer_pad"],
+             "--sem_seg_out_dir", out_dir, "--make_sem_seg_pass", "True"])
+    return {"images": len(names), **_expect_files(out_dir, names, ".png")}
+
+
+def step_train_seg_steps(ctx: Context) -> dict:
+    s = ctx.settings
+    _require_toy(ctx, weights=False)
+    weights = ctx.work_path("passes", "seg", "seg.pth")
+    for path in (weights, weights + ".ckpt"):
+        if os.path.exists(path):
+            os.remove(path)
+    extra = ["--seg_pretrained", "none"] if s["seg_network"] != "efficientnet_lite0_seg" else [
+        "--seg_train_backbone", "False"]  # no download on a GPU box without internet; the Lite0 weights ship
+    t0 = time.monotonic()
+    ctx.run([*_pass_argv(ctx, "train_seg"), "--seg_network", s["seg_network"], *extra,
+             "--seg_label_dir", os.path.join(_toy_root(ctx), "SegmentationClass"),
+             "--seg_train_list", _toy_list(ctx, SUBSET_LIST), "--seg_num_iters", s["seg_iters"],
+             "--seg_batch_size", s["seg_batch"], "--seg_crop_size", s["seg_crop"], "--seg_checkpoint_every",
+             s["seg_iters"], "--seg_weights_name", weights, "--seed", 0, "--train_seg_pass", "True"])
+    seconds = time.monotonic() - t0
+    if not os.path.isfile(weights):
+        raise StepError(f"train_seg wrote no {weights}")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    ckpt = torch.load(weights + ".ckpt", map_location="cpu", weights_only=False)
+    return {"network": s["seg_network"], "iterations": int(ckpt["iteration"]), "batch": s["seg_batch"],
+            "crop": s["seg_crop"], "seconds_process": seconds, "tensors": len(state),
+            "finite": bool(all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()))}
+
+
+SEMI_PAPER_STEPS = 72_960  # 80 epochs over VOC's 9,118 unlabelled images at 10 a step (1,464 labelled)
+
+
+def step_train_semi_steps(ctx: Context) -> dict:
+    s = ctx.settings
+    _require_toy(ctx, weights=False)
+    short, long = s["semi_iters"]
+    seconds = {}
+    for iters in (short, long):
+        weights = ctx.work_path("passes", "semi", f"semi_{iters}.pth")
+        for path in (weights, weights + ".ckpt"):
+            if os.path.exists(path):
+                os.remove(path)
+        extra = ["--semi_pretrained", "none"] if s["semi_network"] == "cct_resnet50" else []  # no download
+        t0 = time.monotonic()
+        ctx.run([*_pass_argv(ctx, "train_semi"), "--semi_network", s["semi_network"], *extra,
+                 "--semi_mode", "cct_weak", "--semi_train_list", _toy_list(ctx, "train"),
+                 "--semi_labeled_list", _toy_list(ctx, SUBSET_LIST),
+                 "--semi_weak_label_dir", os.path.join(_toy_root(ctx), "SegmentationClass"),
+                 "--semi_num_iters", iters, "--semi_batch_size", s["semi_batch"], "--semi_unlabeled_batch_size",
+                 s["semi_batch"], "--semi_crop_size", s["semi_crop"], "--semi_val_every", 0,
+                 "--semi_checkpoint_every", iters, "--semi_weights_name", weights, "--seed", 0,
+                 "--train_semi_pass", "True"])
+        seconds[iters] = time.monotonic() - t0
+        if not os.path.isfile(weights):
+            raise StepError(f"train_semi wrote no {weights}")
+    per_step = (seconds[long] - seconds[short]) / (long - short)
+    return {"network": s["semi_network"], "batch": f"{s['semi_batch']}+{s['semi_batch']}", "crop": s["semi_crop"],
+            "steps": [short, long], "seconds_process": [seconds[short], seconds[long]], "s_per_step": per_step,
+            "projected_hours_paper_schedule": per_step * SEMI_PAPER_STEPS / 3600}
+
+
+def _fresh(folder: str) -> None:
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+
+
+def _expect_files(folder: str, names: Sequence[str], suffix: str) -> dict:
+    """{"files": how many of ``<folder>/<name><suffix>`` exist}; a StepError when one is missing."""
+    missing = [n for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
+    if missing:
+        raise StepError(f"{len(missing)} of {len(names)} outputs missing in {folder}, e.g. {missing[0]}{suffix}")
+    return {"files": len(names)}
+
+
+def _gpu_count(ctx: Context) -> int:
+    return torch.cuda.device_count() if ctx.device == "cuda" else 0
+
+
+def multi_gpu_skip(ctx: Context) -> dict | None:
+    """The figures of a multi-GPU step on a machine with fewer than 2 GPUs: it is skipped (and counts as done)."""
+    n = _gpu_count(ctx)
+    return None if n >= 2 else {"skipped": f"needs 2 or more GPUs, {n} visible"}
+
+
+def step_multi_gpu_spawn(ctx: Context) -> dict:
+    s = ctx.settings
+    skip = multi_gpu_skip(ctx)
+    if skip:
+        return skip
+    _require_toy(ctx)
+    out_dir = ctx.work_path("passes", "spawn")
+    _fresh(out_dir)
+    t0 = time.monotonic()
+    ctx.run([PY, "obtain_CAM_masking.py", "--voc12_root", _toy_root(ctx), "--train_list", _toy_list(ctx, SMOKE_LIST),
+             "--cam_scales", "1.0", "--adv_iter", s["smoke_adv_iter"], "--cam_weights_name", _weights(ctx),
+             "--num_workers", 0, "--cam_out_dir", out_dir])
+    names = _read_list(_toy_list(ctx, SMOKE_LIST))
+    out = {"gpus": _gpu_count(ctx), "seconds": time.monotonic() - t0, **_expect_files(out_dir, names, ".npy")}
+    single = ctx.work_path("smoke", "single")
+    if os.path.isdir(single):  # torchrun_smoke's one-process run of the same images and settings
+        cmp = compare_cam_dirs(single, out_dir)
+        out.update(vs_one_process=cmp)
+        if not (cmp["same_files"] and cmp["keys_equal"] and cmp["max_abs_diff"] is not None
+                and cmp["max_abs_diff"] <= SMOKE_ATOL):
+            raise StepError("the per-GPU workers' files differ from the one-process run's", partial=out)
+    return out
+
+
+def step_ddp_nccl(ctx: Context) -> dict:
+    s = ctx.settings
+    skip = multi_gpu_skip(ctx)
+    if skip:
+        return skip
+    _require_toy(ctx, weights=False)
+    weights = ctx.work_path("passes", "ddp", "cam.pth")
+    if os.path.exists(weights):
+        os.remove(weights)
+    log_name = ctx.work_path("passes", "ddp", "train_cam")
+    ctx.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2, "run_sample.py",
+             "--voc12_root", _toy_root(ctx), "--train_list", _toy_list(ctx, SUBSET_LIST), "--val_list",
+             _toy_list(ctx, SMOKE_LIST), "--cam_weights_name", weights, "--log_name", log_name,
+             "--no_pretrained", "True", "--cam_crop_size", s["toy_crop"], "--cam_resize_long", *s["toy_resize"],
+             "--cam_batch_size", s["ddp_batch"], "--cam_num_epoches", 1, "--cam_optimizer", "adam",
+             "--cam_learning_rate", "0.0005", "--num_workers", 0, "--seed", 0, "--train_cam_pass", "True"])
+    with open(log_name + ".log", errors="replace") as f:
+        text = f.read()
+    backend = re.search(r"torchrun job of (\d+) ranks, backend (\w+)", text)
+    if not backend or backend.group(2) != "nccl":
+        raise StepError(f"the 2-rank job did not run over NCCL ({backend.group(0) if backend else 'no job line'})")
+    state = torch.load(weights, weights_only=True)  # no map_location: CUDA tensors would land on the GPU
+    devices = sorted({str(v.device) for v in state.values()})
+    if devices != ["cpu"]:
+        raise StepError(f"the checkpoint holds tensors on {devices}, not only on the CPU")
+    return {"ranks": int(backend.group(1)), "backend": backend.group(2), "steps": s["subset"] // s["ddp_batch"],
+            "checkpoint_devices": devices}
+
+
 def step_torchrun_smoke(ctx: Context) -> dict:
     s = ctx.settings
     _require_toy(ctx)
@@ -390,6 +612,10 @@ STEP_FUNCTIONS: dict[str, Callable[[Context], dict]] = {
     "bench_fast_fp32": step_bench_fast_fp32, "mem_scale2_fp32": step_mem_scale2_fp32,
     "toy_data": step_toy_data, "toy_train_cam": step_toy_train_cam, "toy_seeds_fp32": step_toy_seeds_fp32,
     "toy_seeds_bf16": step_toy_seeds_bf16, "torchrun_smoke": step_torchrun_smoke,
+    "cam_device_flag": step_cam_device_flag, "make_cam_pass": step_make_cam_pass,
+    "make_sem_seg_pass": step_make_sem_seg_pass, "train_seg_steps": step_train_seg_steps,
+    "train_semi_steps": step_train_semi_steps,
+    "multi_gpu_spawn": step_multi_gpu_spawn, "ddp_nccl": step_ddp_nccl,
     "bench_reference": step_bench_reference,
 }
 
@@ -522,6 +748,26 @@ def _target(value: float | None, op: str, limit: float, unit: str, what: str) ->
     return {"what": what, "value": value, "target": f"{op} {limit:g} {unit}".strip(), "pass": passed}
 
 
+CUDA_PATH_STEPS = ("cam_device_flag", "make_cam_pass", "make_sem_seg_pass", "train_seg_steps", "multi_gpu_spawn",
+                   "ddp_nccl")
+
+
+def cuda_paths(steps: dict) -> dict:
+    """Each step that drives a pass's device handling: "ok", "skipped: <why>", "not run", or its error."""
+    out = {}
+    for name in CUDA_PATH_STEPS:
+        step = steps.get(name)
+        if step is None:
+            out[name] = "not run"
+        elif not step.get("ok"):
+            out[name] = step.get("error", "failed")
+        elif step["figures"].get("skipped"):
+            out[name] = "skipped: " + step["figures"]["skipped"]
+        else:
+            out[name] = "ok"
+    return out
+
+
 def summarize(steps: dict, tiny: bool) -> dict:
     """The summary sections and the verdict, computed from ``steps`` (a step that failed leaves nulls)."""
     out: dict = {}
@@ -579,6 +825,10 @@ def summarize(steps: dict, tiny: bool) -> dict:
     out["torchrun_smoke"] = _figures(steps, "torchrun_smoke") or {
         "ok": False, "error": smoke_step.get("error", "not run"), "partial": smoke_step.get("partial")}
 
+    out["cuda_paths"] = cuda_paths(steps)
+    out["semi_training"] = _figures(steps, "train_semi_steps") or {
+        "ok": False, "error": steps.get("train_semi_steps", {}).get("error", "not run")}
+
     verdict = {
         "speed_10x_bf16": _target(speedup, ">=", TARGET_SPEEDUP, "x",
                                   "fast engine, bf16, vs the literal (reference) engine, per class climbed"),
@@ -590,6 +840,8 @@ def summarize(steps: dict, tiny: bool) -> dict:
     passes = [v["pass"] for v in verdict.values()]
     verdict["all_targets_met"] = None if None in passes else all(passes)
     verdict["torchrun_smoke_ok"] = bool(_figures(steps, "torchrun_smoke"))
+    ran = [v for v in out["cuda_paths"].values() if v != "not run" and not str(v).startswith("skipped")]
+    verdict["cuda_paths_ok"] = all(v == "ok" for v in ran) if ran else None
     verdict["meaningful"] = not tiny
     verdict["note"] = ("tiny mode: toy sizes (and the CPU where there is no GPU), a check that this script works; "
                        "its figures say nothing about the targets" if tiny else
@@ -613,7 +865,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the GPU sizes even on the CPU (hours there: only to try the GPU mode's commands, with "
                         "--steps and a small --budget_s)")
     p.add_argument("--budget_s", type=float, default=None,
-                   help="seconds for all selected steps (default 450 on a GPU, 300 in tiny mode)")
+                   help="seconds for all selected steps (default 540 on a GPU, 480 in tiny mode)")
     p.add_argument("--step_budget", action="append", default=[], metavar="NAME=S",
                    help="this step's budget in seconds (repeatable); the other steps share what is left of "
                         "--budget_s")
@@ -675,6 +927,8 @@ def print_summary(ctx: Context, report: dict) -> None:
             f"bf16 {_fmt(seeds['bf16'], '.2f')} (maps max abs diff {_fmt(seeds.get('maps_max_abs_diff'), '.1e')})")
     ctx.say(f"  torchrun smoke: {'ok' if smoke.get('close') else 'FAILED'}; max abs diff "
             f"{_fmt(smoke.get('max_abs_diff'), '.1e')}, sharding {smoke.get('sharding', {}).get('images_per_rank')}")
+    for name, state in report.get("cuda_paths", {}).items():
+        ctx.say(f"  {name}: {state}")
     v = report["verdict"]
     for key in ("speed_10x_bf16", "train_aug_under_1h", "scale2_within_16GiB"):
         ctx.say(f"  verdict {key}: {_fmt(v[key]['value'], '.4g')} (target {v[key]['target']}): "

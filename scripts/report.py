@@ -1,66 +1,9 @@
-"""Write a run report (figures, climbing animation, threshold sweep, per-class IoU, report.html).
-
-``python scripts/report.py --out demo_out`` reads the demo layout under OUT (cam/, cam_adv_mask/ with
-cam_adv_mask/steps/, ir_label/, sem_seg/, seg/, results.json, *.log); each folder can be overridden. The VOC root
-defaults to the --voc12_root of the run's logged command lines. Prints the path of report.html.
-"""
-from __future__ import annotations
-
-import argparse
+"""``python -m advcam.tools.report`` from a clone, as ``python scripts/report.py``."""
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from advcam.errors import UserError  # noqa: E402
-from advcam.report import find_run_folders, make_report  # noqa: E402
-from advcam.utils import setup_logging  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=None, help="the run's output folder (the demo's demo_out)")
-    p.add_argument("--report_dir", default=None, help="where report.html and figures/ go (default: <out>/report)")
-    p.add_argument("--voc12_root", default=None, help="images and ground truth (default: from the run's logs)")
-    p.add_argument("--cam_dir", default=None, help="plain CAM .npy folder (default: <out>/cam)")
-    p.add_argument("--adv_dir", default=None, help="AdvCAM .npy folder (default: <out>/cam_adv_mask)")
-    p.add_argument("--ir_label_dir", default=None, help="IR label PNGs (default: <out>/ir_label)")
-    p.add_argument("--sem_seg_dir", default=None, help="IRN mask PNGs (default: <out>/sem_seg)")
-    p.add_argument("--seg_dir", default=None, help="segmentation-network PNGs (default: <out>/seg)")
-    p.add_argument("--steps_dir", default=None,
-                   help="climbing steps of obtain_CAM_masking.py --save_steps (default: <adv_dir>/steps)")
-    p.add_argument("--results_json", default=None, help="default: <out>/results.json")
-    p.add_argument("--log", default=None, nargs="+", help="log files (default: <out>/*.log)")
-    p.add_argument("--eval_set", default="train", help="score ImageSets/Segmentation/<set>.txt of the VOC root")
-    p.add_argument("--ids", default=None, help="image ids for the figures, comma-separated (default: a sample)")
-    p.add_argument("--num_images", default=6, type=int, help="images in the sample")
-    p.add_argument("--seed", default=0, type=int, help="seed of the sample")
-    return p
-
-
-def main(argv: list[str] | None = None) -> str:
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.out is None and args.report_dir is None:
-        p.error("give --out (the run's folder) or --report_dir")
-    setup_logging(None)
-    try:
-        folders = find_run_folders(args.out, args.voc12_root, cam_dir=args.cam_dir, adv_dir=args.adv_dir,
-                                   ir_label_dir=args.ir_label_dir, sem_seg_dir=args.sem_seg_dir,
-                                   seg_dir=args.seg_dir, results_json=args.results_json, log_files=args.log,
-                                   steps_dir=args.steps_dir)
-        ids = [i for i in (args.ids or "").replace(",", " ").split()] or None
-        path = make_report(folders, args.report_dir or os.path.join(args.out, "report"), ids=ids,
-                           num_images=args.num_images, eval_set=args.eval_set, seed=args.seed)
-    except UserError as e:
-        print(f"report.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(path)
-    return path
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from advcam.tools.report import cli  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    cli()

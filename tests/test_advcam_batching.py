@@ -149,11 +149,7 @@ def test_bf16_one_step_agrees_with_float32_to_bf16_precision(trained_tiny_cam):
 @pytest.mark.slow
 def test_bench_images_per_batch_row(capsys):
     import importlib
-    import sys
-    scripts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    bench = importlib.import_module("bench_advcam")  # by name: its CPU child processes import it so
+    bench = importlib.import_module("advcam.tools.bench_advcam")  # by name: its CPU child processes import it so
     out = bench.main(["--device", "cpu", "--size", "32x32", "--images", "3", "--classes", "1", "--adv_iter", "2",
                       "--scales", "1.0", "--engine", "fast", "--images_per_batch", "2"])
     lines = capsys.readouterr().out.strip().splitlines()

@@ -3,7 +3,6 @@ import importlib
 import json
 import os
 import re
-import sys
 
 import pytest
 
@@ -12,11 +11,8 @@ LAST_LINE = re.compile(r"^fast/reference speed ratio: [0-9.]+x, max abs diff: ([
 
 
 def _load_bench():
-    """Import scripts/bench_advcam.py by name (its CPU child processes import it by that name)."""
-    scripts = os.path.join(ROOT, "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module("bench_advcam")
+    """Import advcam.tools.bench_advcam (its CPU child processes import it by that name)."""
+    return importlib.import_module("advcam.tools.bench_advcam")
 
 
 @pytest.mark.slow

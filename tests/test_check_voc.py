@@ -2,13 +2,13 @@
 get_mask_quality.sh (run on the tiny VOC folder)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import save_random_cam_weights, write_tiny_voc
+from conftest import ROOT, save_random_cam_weights, write_tiny_voc
 
 from advcam.errors import BadInputError
 from advcam.voc12 import CAT_LIST, DATA_DIR, PACKAGED_CLS_LABELS
@@ -17,7 +17,7 @@ from advcam.voc12.dataloader import cls_labels_source, get_cls_labels, load_cls_
 from advcam.voc12.make_cls_labels import cached_cls_labels, cls_labels_from_table, read_label_table
 from advcam.voc12.make_cls_labels import main as make_cls_labels_main
 
-REPO = os.path.dirname(DATA_DIR)
+REPO = ROOT  # the clone: the shell scripts and scripts/ live here (the data in the package)
 TSV = os.path.join(DATA_DIR, "cls_labels.tsv")
 
 
@@ -214,19 +214,26 @@ def test_check_script_usage_and_missing_lists(tmp_path, tiny_voc):
 # ---- get_mask_quality.sh / get_seed_quality.sh on a real root -------------------------------------------------
 
 WRAPPER = """import json, os, sys
-script, args = sys.argv[1], sys.argv[2:]
+if sys.argv[1] == "-m":  # python -m MODULE ARGS: recorded under the module's name
+    name, run, args = sys.argv[2], ["-m", sys.argv[2]], sys.argv[3:]
+else:
+    name, run, args = os.path.basename(sys.argv[1]), [sys.argv[1]], sys.argv[2:]
 with open(os.environ["WRAP_LOG"], "a") as f:
-    f.write(json.dumps([os.path.basename(script), *args]) + "\\n")
-extra = json.loads(os.environ["WRAP_EXTRA"]).get(os.path.basename(script), [])
-os.execv(sys.executable, [sys.executable, script, *args, *extra])
+    f.write(json.dumps([name, *args]) + "\\n")
+extra = json.loads(os.environ["WRAP_EXTRA"]).get(name, [])
+os.execv(sys.executable, [sys.executable, *run, *args, *extra])
 """
+# the Python steps of the scripts, as they run them (python -m ...): the flag check, the root's check, the passes
+FLAGS, CHECK, OBTAIN = "advcam.tools.pipelines", "advcam.tools.check_voc", "advcam.obtain_cam_masking"
+SAMPLE, TABLE = "advcam.run_sample", "advcam.tools.results_table"
 
 
-def _run_script(tmp_path, script, root, extra, args=(), launch=None, threads="2"):
-    """Run ``bash script`` on ``root`` with PYTHON = a wrapper that records each Python command line as the script
-    gives it, then runs it for real with ``extra[<script name>]`` appended (small settings for the tiny root).
+def _run_script(tmp_path, script, root, extra, args=(), launch=None, threads="2", repo=REPO):
+    """Run ``bash <repo>/script`` on ``root`` with PYTHON = a wrapper that records each Python command line as the
+    script gives it, then runs it for real with ``extra[<script name>]`` appended (small settings for the tiny root).
 
-    ``launch``: launcher arguments for the passes (LAUNCH = python LAUNCH wrapper), e.g. torchrun's module."""
+    ``launch``: launcher arguments for the passes (LAUNCH = python LAUNCH wrapper), e.g. torchrun's module.
+    ``repo``: the clone to run the script from (:func:`_private_clone` for a run whose writes are checked)."""
     wrap = tmp_path / "wrap.py"
     wrap.write_text(WRAPPER)
     log = tmp_path / "calls.jsonl"
@@ -235,56 +242,71 @@ def _run_script(tmp_path, script, root, extra, args=(), launch=None, threads="2"
     if launch:
         env["LAUNCH"] = f"{sys.executable} {launch} {wrap}"
     env.pop("VOC12_ROOT", None)
-    res = subprocess.run(["bash", os.path.join(REPO, script), "--voc12_root", root, *args], cwd=str(tmp_path),
+    res = subprocess.run(["bash", os.path.join(repo, script), "--voc12_root", root, *args], cwd=str(tmp_path),
                          capture_output=True, text=True, env=env)
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return res, calls
 
 
-def _repo_outputs_since(t0):
-    """Files the pipeline would write in the repository (result/, sess/, *.log) changed since ``t0``."""
-    changed = [f for f in os.listdir(REPO) if f.endswith(".log") and os.path.getmtime(os.path.join(REPO, f)) >= t0]
-    for d in ("result", "sess"):
-        for dirpath, dirnames, files in os.walk(os.path.join(REPO, d)):
-            changed += [os.path.join(dirpath, f) for f in files + dirnames
-                        if os.path.getmtime(os.path.join(dirpath, f)) >= t0]
-    return changed
+# what a clone holds besides the code: never copied, so a private clone starts without any pipeline output
+_NOT_CODE = shutil.ignore_patterns(".git", "tests", "docs", "result", "sess", "demo_out", "demo_dist", "toy_voc",
+                                   "*.log", "__pycache__", "*.egg-info", "build", "dist", ".venv", ".*_cache")
+
+
+def _private_clone(tmp_path) -> str:
+    """A copy of the clone's code (scripts, passes, package with its data) that only this test runs from.
+
+    Whatever a run would leave in the clone it runs from appears in this copy; the shared clone could not tell:
+    another job (a second test run, the demo) may write there meanwhile."""
+    dst = str(tmp_path / "clone")
+    shutil.copytree(REPO, dst, ignore=_NOT_CODE)
+    return dst
+
+
+def _stray_outputs(clone: str, cwd: str) -> list[str]:
+    """Pipeline outputs (result/, sess/, *.log) outside $OUT: in the clone the script ran from, beside its packaged
+    scripts (advcam/data/), or in the folder it ran in (both private to the test: no other job writes there)."""
+    found = []
+    for folder in (clone, os.path.join(clone, "advcam", "data"), cwd):
+        found += [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".log") or f in ("result", "sess")]
+    return found
 
 
 def test_real_root_branch_stops_at_the_check(tmp_path, tiny_voc):
     """The shipped lists name real VOC ids: on the toy root the check fails first and nothing else runs."""
     res, calls = _run_script(tmp_path, "get_mask_quality.sh", tiny_voc, {}, ["--device", "cpu"])
     assert res.returncode == 1
-    assert [c[0] for c in calls] == ["check_voc.py"]
-    assert calls[0][1:] == ["--voc12_root", tiny_voc, "--ignore_other_flags", "--device", "cpu"]
+    assert [c[0] for c in calls] == [FLAGS, CHECK]
+    assert calls[0][1:] == ["check", "mask", "--device", "cpu"]
+    assert calls[1][1:] == ["--voc12_root", tiny_voc, "--ignore_other_flags", "--device", "cpu"]
     assert "missing JPEG:" in res.stdout and "is incomplete" in open(tmp_path / "out" / "check_voc.log").read()
     res, calls = _run_script(tmp_path, "get_seed_quality.sh", tiny_voc, {})
-    assert res.returncode == 1 and [c[0] for c in calls][-1] == "check_voc.py"
+    assert res.returncode == 1 and [c[0] for c in calls][-1] == CHECK
     assert "--val_list" not in res.stdout and "1464 ids, JPEG 0/1464" in res.stdout
 
 
 @pytest.mark.slow
 def test_real_root_branch_writes_everything_under_out(tmp_path):
     """The whole real-root branch, for real, on 6 tiny images: only the image lists and sizes differ."""
-    t0 = time.time() - 1
+    clone = _private_clone(tmp_path)
     tiny_voc = write_tiny_voc(str(tmp_path / "voc"), n=6)
     cam = tmp_path / "cam.pth"
     save_random_cam_weights(str(cam))
     ls = _lists(tiny_voc)
     small = ["--cam_weights_name", str(cam), "--cam_scales", "1.0", "--num_workers", "1"]
     extra = {
-        "check_voc.py": ["--train_list", ls["train_aug"], "--train_seg_list", ls["train"], "--val_list", ls["val"]],
-        "obtain_CAM_masking.py": small + ["--train_list", ls["train_aug"], "--adv_iter", "1"],
-        "run_sample.py": small + ["--train_list", ls["train_aug"], "--infer_list", ls["train"], "--val_list",
+        CHECK: ["--train_list", ls["train_aug"], "--train_seg_list", ls["train"], "--val_list", ls["val"]],
+        OBTAIN: small + ["--train_list", ls["train_aug"], "--adv_iter", "1"],
+        SAMPLE: small + ["--train_list", ls["train_aug"], "--infer_list", ls["train"], "--val_list",
                                   ls["val"], "--irn_crop_size", "80", "--irn_batch_size", "4", "--irn_num_epoches",
                                   "1", "--no_pretrained", "True", "--exp_times", "2"],
     }
-    res, calls = _run_script(tmp_path, "get_mask_quality.sh", tiny_voc, extra, ["--device", "cpu"])
+    res, calls = _run_script(tmp_path, "get_mask_quality.sh", tiny_voc, extra, ["--device", "cpu"], repo=clone)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     out = str(tmp_path / "out")
     # the check first; the reference's lists; every output flag points under $OUT
-    assert [c[0] for c in calls] == ["check_voc.py", "obtain_CAM_masking.py", "run_sample.py", "results_table.py"]
-    obtain, sample = calls[1], calls[2]
+    assert [c[0] for c in calls] == [FLAGS, CHECK, OBTAIN, SAMPLE, TABLE]
+    obtain, sample = calls[2], calls[3]
     assert obtain[obtain.index("--train_list") + 1] == "voc12/train_aug.txt"
     for call in (obtain, sample):
         for flag in ("--cam_out_dir", "--ir_label_out_dir", "--sem_seg_out_dir", "--ins_seg_out_dir",
@@ -292,7 +314,7 @@ def test_real_root_branch_writes_everything_under_out(tmp_path):
             if flag in call:
                 assert call[call.index(flag) + 1].startswith(out + "/"), (flag, call)
     assert {"--ir_label_out_dir", "--sem_seg_out_dir", "--irn_weights_name", "--log_name"} <= set(sample)
-    assert calls[3][1:] == [f"{out}/results.json", f"AdvCAM seeds=eval_cam:{out}/cam_adv_mask",
+    assert calls[4][1:] == [f"{out}/results.json", f"AdvCAM seeds=eval_cam:{out}/cam_adv_mask",
                             f"IRN masks=eval_sem_seg:{out}/sem_seg"]
     # the outputs are there, and the table shows both rows from them
     train_aug, train = (open(ls[k]).read().split() for k in ("train_aug", "train"))
@@ -309,7 +331,7 @@ def test_real_root_branch_writes_everything_under_out(tmp_path):
     assert rows == {"AdvCAM seeds": f"{100 * results[f'eval_cam:{out}/cam_adv_mask']['miou']:.2f}",
                     "IRN masks": f"{100 * results[f'eval_sem_seg:{out}/sem_seg']['miou']:.2f}"}
     # and nothing in the repository's own output folders
-    assert _repo_outputs_since(t0) == []
+    assert _stray_outputs(clone, str(tmp_path)) == []
 
 
 def _seed_quality_inputs(tmp_path, num_workers: int):
@@ -318,28 +340,28 @@ def _seed_quality_inputs(tmp_path, num_workers: int):
     tiny_voc = write_tiny_voc(str(tmp_path / "voc"), n=6)
     save_random_cam_weights(str(tmp_path / "cam.pth"))
     ls = _lists(tiny_voc)
-    extra = {"check_voc.py": ["--train_list", ls["train"], "--train_seg_list", ls["train"]],
-             "obtain_CAM_masking.py": ["--train_list", ls["train"], "--cam_weights_name", str(tmp_path / "cam.pth"),
-                                       "--cam_scales", "1.0", "--num_workers", str(num_workers), "--adv_iter", "1"]}
+    extra = {CHECK: ["--train_list", ls["train"], "--train_seg_list", ls["train"]],
+             OBTAIN: ["--train_list", ls["train"], "--cam_weights_name", str(tmp_path / "cam.pth"),
+                      "--cam_scales", "1.0", "--num_workers", str(num_workers), "--adv_iter", "1"]}
     return tiny_voc, ls, extra
 
 
 @pytest.mark.slow
 def test_seed_quality_writes_everything_under_out(tmp_path):
-    t0 = time.time() - 1
+    clone = _private_clone(tmp_path)
     tiny_voc, ls, extra = _seed_quality_inputs(tmp_path, num_workers=1)
-    res, calls = _run_script(tmp_path, "get_seed_quality.sh", tiny_voc, extra, ["--device", "cpu"])
+    res, calls = _run_script(tmp_path, "get_seed_quality.sh", tiny_voc, extra, ["--device", "cpu"], repo=clone)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     out = str(tmp_path / "out")
-    assert [c[0] for c in calls] == ["check_voc.py", "obtain_CAM_masking.py", "run_sample.py", "results_table.py"]
-    assert calls[1][calls[1].index("--train_list") + 1] == "voc12/train.txt"
+    assert [c[0] for c in calls] == [FLAGS, CHECK, OBTAIN, SAMPLE, TABLE]
+    assert calls[2][calls[2].index("--train_list") + 1] == "voc12/train.txt"
     assert sorted(os.listdir(f"{out}/cam_adv_mask")) == sorted(n + ".npy" for n in open(ls["train"]).read().split())
     for log in ("check_voc.log", "obtain_cam_masking.log", "sample_train_eval.log"):
         assert os.path.getsize(f"{out}/{log}") > 0, log
     miou = json.load(open(f"{out}/results.json"))[f"eval_cam:{out}/cam_adv_mask"]["miou"]
     assert [line.split()[-1] for line in res.stdout.splitlines() if line.startswith("AdvCAM seeds")] == \
         [f"{100 * miou:.2f}"]
-    assert _repo_outputs_since(t0) == []
+    assert _stray_outputs(clone, str(tmp_path)) == []
 
 
 @pytest.mark.slow

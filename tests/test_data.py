@@ -54,8 +54,12 @@ def test_list_falls_back_to_imagesets(tmp_path):
         load_img_name_list(str(tmp_path / "does_not_exist" / "train_aug.txt"), root)  # nor in the root
     # an existing list is read as given, even where the root has its own: the shipped voc12/train_aug.txt
     (tmp_path / "VOC" / "ImageSets/Segmentation/train_aug.txt").write_text("2007_000032\n")
-    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "voc12", "train_aug.txt")
+    from advcam.voc12 import DATA_DIR
+    shipped = os.path.join(DATA_DIR, "train_aug.txt")
     assert len(load_img_name_list(shipped, root)) == 10582
+    # so is the shipped list named as voc12/<file> from a folder without one: it comes before the root's
+    assert not os.path.exists("voc12/train_aug.txt")
+    assert len(load_img_name_list("voc12/train_aug.txt", root)) == 10582
     assert load_img_name_list(str(tmp_path / "elsewhere" / "train_aug.txt"), root) == ["2007_000032"]
 
 

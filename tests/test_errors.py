@@ -181,12 +181,7 @@ def test_missing_weights_and_voc_root_are_one_line(tmp_path, tiny_voc, monkeypat
 
 
 def test_results_table_names_a_missing_row(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "results_table", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
-                                      "results_table.py"))
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    from advcam.tools import results_table as table
     res = tmp_path / "results.json"
     res.write_text('{"eval_cam:out/cam": {"miou": 0.4637}}')
     table.main([str(res), "CAM seeds=eval_cam:out/cam"])

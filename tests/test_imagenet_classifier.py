@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 import pytest
 import torch
@@ -27,11 +26,8 @@ def one_thread():
 
 
 def _load_demo():
-    """Import scripts/demo_imagenet.py by name."""
-    scripts = os.path.join(ROOT, "scripts")
-    if scripts not in sys.path:
-        sys.path.insert(0, scripts)
-    return importlib.import_module("demo_imagenet")
+    """Import advcam.tools.demo_imagenet (scripts/demo_imagenet.py is its wrapper)."""
+    return importlib.import_module("advcam.tools.demo_imagenet")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -293,7 +293,7 @@ def test_screenshot_in_headless_chromium(run_dir, tmp_path):
     path = report.make_report(report.find_run_folders(run_dir), str(tmp_path / "rep"), num_images=2)
     shot = tmp_path / "shot.png"
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "screenshot_report.sh"), path, str(shot), "1000,1400"],
-                   check=True, timeout=120, capture_output=True)
+                   check=True, timeout=900, capture_output=True)  # a guard against a hung browser only
     a = np.asarray(Image.open(shot).convert("RGB")).astype(float)
     assert a.shape == (1400, 1000, 3)
     # rendered: mostly white page with text, tables and the figures' colours (not a blank or error page)
@@ -424,3 +424,10 @@ def test_segmentation_on_val_gets_its_own_row(run_dir, tiny_voc, tmp_path):
     page = open(report.make_report(report.find_run_folders(run_dir), str(tmp_path / "rep"), num_images=1)).read()
     expected = f"{100 * mean_iou(conf.matrix):.2f}"
     assert f"<td>Segmentation (val)</td><td>{run_dir}/seg</td><td>{len(val)}/{len(val)}</td><td>{expected}</td>" in page
+
+
+def test_leftover_temporary_files_are_not_outputs():
+    # a killed atomic write leaves ".<id>.npy.XXXX.tmp.npy" beside the outputs; it names no image
+    assert report._output_file("2007_000032.npy", ".npy")
+    assert not report._output_file(".2007_000032.npy.ab12cd.tmp.npy", ".npy")
+    assert not report._output_file("2007_000032.png", ".npy")

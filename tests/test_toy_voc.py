@@ -1,10 +1,8 @@
-"""scripts/make_toy_voc.py: layout, file formats, ground-truth consistency, determinism."""
+"""advcam.tools.make_toy_voc: layout, file formats, ground-truth consistency, determinism."""
 from __future__ import annotations
 
 import colorsys
-import importlib.util
 import os
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,21 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from advcam.tools import make_toy_voc
 from advcam.voc12 import CAT_LIST, IGNORE_LABEL, VOC_PALETTE
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_toy_voc", ROOT / "scripts" / "make_toy_voc.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_toy_voc", mod)  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-toy = _load_script()
+toy = make_toy_voc
 CLASS_LABELS = {CAT_LIST.index(c) + 1 for c in toy.CLASSES}
 
 

@@ -20,12 +20,11 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import demo_imagenet as D  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import advcam.tools.demo_imagenet as D  # noqa: E402
 from advcam.advcam import class_objective, climb_step, gradcam_weights, normalize_maps, restriction_term  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

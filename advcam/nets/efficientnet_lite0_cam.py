@@ -68,6 +68,6 @@ class CAM(CAMMaps, Net):
     """Per-pixel class maps S = head(features(x)) (the head applied without pooling), stride 16."""
 
 
-def build_cam_net(weights: str | None = None, pretrained: str | None = None) -> CAM:
-    """A CAM network in eval mode, with classifier weights from ``weights`` when given."""
-    return resnet50_cam.build_cam_net(weights, pretrained, cam_class=CAM)
+def build_cam_net(weights: str | None = None, pretrained: str | None = None, num_classes: int = 20) -> CAM:
+    """A CAM network over ``num_classes`` classes in eval mode, with classifier weights from ``weights`` when given."""
+    return resnet50_cam.build_cam_net(weights, pretrained, cam_class=CAM, num_classes=num_classes)

@@ -127,9 +127,11 @@ def _complete_aliases(state: dict, own: dict) -> dict:
     return state
 
 
-def build_cam_net(weights: str | None = None, pretrained: str | None = None, cam_class: type = CAM) -> CAM:
-    """A CAM network (``cam_class``) in eval mode, with classifier weights from ``weights`` when given."""
-    model = cam_class(pretrained=pretrained)
+def build_cam_net(weights: str | None = None, pretrained: str | None = None, cam_class: type = CAM,
+                  num_classes: int = 20) -> CAM:
+    """A CAM network (``cam_class``) over ``num_classes`` classes in eval mode, with classifier weights from
+    ``weights`` when given."""
+    model = cam_class(pretrained=pretrained, num_classes=num_classes)
     if weights is not None:
         if not os.path.isfile(weights):
             raise MissingInputError(f"CAM weights {weights} not found: run the train_cam pass first "

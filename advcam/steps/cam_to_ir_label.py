@@ -1,8 +1,8 @@
 """Pass cam_to_ir_label: confident foreground / background / ignore labels from the CAMs, for IRN training.
 
 Reads the images of ``--train_list`` and ``<cam_out_dir>/<id>.npy`` ("high_res", "keys"); writes
-``<ir_label_out_dir>/<id>.png`` (uint8: 0 background, 1-20 class, 255 ignore) and ``<id>_palette.png``
-(the same labels with the VOC palette). Existing ``<id>.png`` files are skipped.
+``<ir_label_out_dir>/<id>.png`` (uint8: 0 background, 1..num_classes class, 255 ignore) and ``<id>_palette.png``
+(the same labels with the dataset's palette). Existing ``<id>.png`` files are skipped.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from advcam import distributed
 from advcam.crf import crf_inference_label
+from advcam.datasets import SegData, dataset_of
 from advcam.errors import BadInputError, MissingInputError
 from advcam.io import load_cam_npy, missing_files, save_png
-from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE
-from advcam.voc12.dataloader import load_image, load_img_name_list
+from advcam.voc12 import IGNORE_LABEL
 
 log = logging.getLogger("advcam.cam_to_ir_label")
 
@@ -79,24 +79,27 @@ def label_path(args: Namespace, name: str, suffix: str = "") -> str:
     return os.path.join(args.ir_label_out_dir, name + suffix + ".png")
 
 
-def process_image(args: Namespace, name: str) -> None:
-    """Compute and write ``<id>_palette.png`` then ``<id>.png`` for one image."""
-    img = load_image(args.voc12_root, name)
+def process_image(args: Namespace, name: str, data: SegData | None = None) -> None:
+    """Compute and write ``<id>_palette.png`` then ``<id>.png`` for one image of ``data`` (default: the dataset of
+    ``args``)."""
+    data = data if data is not None else dataset_of(args)
+    img = data.load_image(name)
     path = cam_path(args, name)
     cam_dict = load_cam_npy(path)
     try:
         label = ir_label_from_cam(img, cam_dict, args.conf_fg_thres, args.conf_bg_thres)
     except ValueError as e:
-        raise BadInputError(f"{path}: {e}: the CAM files do not belong to this --voc12_root / image") from None
+        raise BadInputError(f"{path}: {e}: the CAM files do not belong to this {data.root_flag} / image") from None
     # palette copy first: the plain file marks the image as done
-    save_png(label_path(args, name, "_palette"), label, palette=VOC_PALETTE)
+    save_png(label_path(args, name, "_palette"), label, palette=data.palette)
     save_png(label_path(args, name), label)
 
 
 def _work(worker: int, names: list[str], args: Namespace) -> int:
     """Process ``names`` with a progress bar at row ``worker``; the number of images written."""
+    data = dataset_of(args)
     for name in tqdm(names, desc=f"cam_to_ir_label[{worker}]", unit="img", position=worker, leave=False):
-        process_image(args, name)
+        process_image(args, name, data)
     return len(names)
 
 
@@ -116,7 +119,8 @@ def check_cams(args: Namespace, names: list[str]) -> None:
 def run(args: Namespace) -> dict:
     """Write IR labels for every ``--train_list`` image not done yet; counts and seconds."""
     t0 = time.time()
-    names = load_img_name_list(args.train_list, args.voc12_root)
+    data = dataset_of(args)
+    names = data.read_list(args.train_list)
     os.makedirs(args.ir_label_out_dir, exist_ok=True)
     todo = distributed.todo_on_main(lambda: missing_files(names, args.ir_label_out_dir, ".png"))
     stats = {"images": 0, "skipped": len(names) - len(todo)}
@@ -125,9 +129,9 @@ def run(args: Namespace) -> dict:
     if todo:
         check_cams(args, todo)
         mine = distributed.shard(todo)  # this rank's exact share under torchrun; all of it otherwise
-        n_proc = max(1, min(int(args.num_workers or 0), len(mine)))
+        n_proc = max(1, min(distributed.loader_workers(args.num_workers), len(mine)))  # this rank's share
         log.info("reading images from %s and CAMs from %s; fg/bg thresholds %s/%s; %d process(es) per rank, "
-                 "%d rank(s)", args.voc12_root, args.cam_out_dir, args.conf_fg_thres, args.conf_bg_thres, n_proc,
+                 "%d rank(s)", data.root, args.cam_out_dir, args.conf_fg_thres, args.conf_bg_thres, n_proc,
                  distributed.world_size())
         if n_proc == 1:
             stats["images"] = _work(0, mine, args)

@@ -2,7 +2,7 @@
 
 Reads ``<ins_seg_out_dir>/<id>.npy`` and, as ground truth, ``SegmentationObject/<id>.png`` (instance ids,
 0 background, 255 ignore) with ``SegmentationClass/<id>.png`` (each instance's class) for the ids of
-``ImageSets/Segmentation/<chainer_eval_set>.txt``.
+``--chainer_eval_set`` (a split name or a list file, :func:`advcam.evaluation.eval_list_names`).
 """
 from __future__ import annotations
 
@@ -72,6 +72,9 @@ def run(args) -> dict:
 
     Under torchrun each rank matches its exact shard of the images; the per-image records are gathered in image
     order, so the APs equal a single process's."""
+    if (getattr(args, "dataset", None) or "voc12") != "voc12":
+        raise BadInputError(f"--dataset {args.dataset}: eval_ins_seg is not yet supported (it scores VOC's "
+                            "SegmentationObject/ instance masks); leave --eval_ins_seg_pass off")
     names = eval_names(args)
     require_predictions(args, names, args.ins_seg_out_dir, ".npy", "instance label files", "make_ins_seg")
     mine: list[tuple[int, list[dict]]] = []  # (image index, one match record per IoU threshold)

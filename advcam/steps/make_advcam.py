@@ -29,11 +29,11 @@ import torch
 from advcam import distributed
 from advcam.advcam import advcam_image, advcam_images, iterations_for_scale
 from advcam.cam import fuse_scales
-from advcam.cam_loop import device_layout, pack_pairs, run_cam_pass
+from advcam.cam_loop import cam_devices, device_layout, pack_pairs, run_cam_pass
+from advcam.datasets import ImageDatasetMSF, dataset_of
 from advcam.errors import BadInputError
 from advcam.io import missing_files, save_cam_npy, save_npy
 from advcam.utils import cam_network, pick_device, resolve_cam_weights
-from advcam.voc12.dataloader import VOC12ImageDatasetMSF, get_cls_labels, load_img_name_list
 
 log = logging.getLogger("advcam.make_advcam")
 
@@ -86,11 +86,13 @@ def parse_ids(value) -> list[str]:
     return [i for tok in tokens for i in str(tok).replace(",", " ").split()]
 
 
-def save_climbing_steps(args, ids: list[str]) -> dict:
+def save_climbing_steps(args, ids: list[str], device: str | None = None) -> dict:
     """Climb the images ``ids`` once, keeping every step: write ``<cam_out_dir>/steps/<id>.npy`` (and
-    ``<cam_out_dir>/<id>.npy`` when missing). Ids must be in ``--train_list``; done ones are skipped."""
+    ``<cam_out_dir>/<id>.npy`` when missing), on ``device`` (default ``--device``). Ids must be in
+    ``--train_list``; done ones are skipped."""
     t0 = time.time()
-    names = load_img_name_list(args.train_list, args.voc12_root)
+    data = dataset_of(args)
+    names = data.read_list(args.train_list)
     unknown = sorted(set(ids) - set(names))
     if unknown:
         raise BadInputError(f"--save_steps: {', '.join(unknown[:5])} not in --train_list {args.train_list} "
@@ -98,10 +100,11 @@ def save_climbing_steps(args, ids: list[str]) -> dict:
     steps_dir = os.path.join(args.cam_out_dir, STEPS_DIR)
     todo = missing_files(list(dict.fromkeys(ids)), steps_dir, ".npy")
     if todo:
-        device = pick_device(args.device)
-        model = cam_network(args).build_cam_net(resolve_cam_weights(args.cam_weights_name)).to(device)
-        labels = get_cls_labels(args.voc12_root, todo, getattr(args, "cls_labels", None))
-        ds = VOC12ImageDatasetMSF(None, args.voc12_root, scales=args.cam_scales, names=todo)
+        device = pick_device(device or args.device)
+        model = cam_network(args).build_cam_net(resolve_cam_weights(args.cam_weights_name),
+                                                num_classes=data.num_classes).to(device)
+        labels = data.cls_labels(todo, getattr(args, "cls_labels", None))
+        ds = ImageDatasetMSF(data, todo, scales=args.cam_scales)
         for idx, name in enumerate(todo):
             pack = ds[idx]
             pairs = [p.to(device) for p in pack_pairs(pack)]
@@ -112,7 +115,7 @@ def save_climbing_steps(args, ids: list[str]) -> dict:
                                             step_maps=step_maps)
             out = os.path.join(args.cam_out_dir, name + ".npy")
             if not os.path.isfile(out):
-                save_cam_npy(out, keys, cam, high_res)
+                save_cam_npy(out, keys, cam, high_res, getattr(args, "cam_format", "float32"))
             steps = fuse_steps(step_maps[0], args.cam_scales, size, args.adv_iter)
             save_npy(os.path.join(steps_dir, name + ".npy"),
                      {"keys": np.asarray(keys, np.int64), "size": size, "scales": tuple(args.cam_scales),
@@ -124,6 +127,40 @@ def save_climbing_steps(args, ids: list[str]) -> dict:
     return stats
 
 
+def _call_into(queue, fn, *fn_args) -> None:
+    """Run ``fn(*fn_args)`` and put ("ok", result) or ("error", exception) into ``queue``."""
+    try:
+        queue.put(("ok", fn(*fn_args)))
+    except BaseException as e:  # handed to the parent, which raises it
+        queue.put(("error", e))
+
+
+def _in_spawned_process(fn, *fn_args):
+    """``fn(*fn_args)`` computed in a spawned child process (whose CUDA memory is freed when it ends); its
+    exception is raised here."""
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    proc = ctx.Process(target=_call_into, args=(queue, fn, *fn_args))
+    proc.start()
+    status, value = queue.get() if _wait_for_output(proc, queue) else ("error", None)
+    proc.join()
+    if status == "error":
+        if value is None:
+            raise RuntimeError(f"the process computing {fn.__name__} died (exit status {proc.exitcode})")
+        raise value
+    return value
+
+
+def _wait_for_output(proc, queue) -> bool:
+    """Wait until ``queue`` has the child's output (True) or the child ``proc`` ended without giving one
+    (False)."""
+    while queue.empty():
+        if not proc.is_alive() and queue.empty():
+            return False
+        proc.join(timeout=0.2)
+    return True
+
+
 def run(args) -> dict:
     """Write the AdvCAM maps of every ``--train_list`` image not done yet (and the climbing steps of
     ``--save_steps`` images first)."""
@@ -132,7 +169,13 @@ def run(args) -> dict:
              args.AD_coeff, args.score_th, ",".join(f"{s:g}" for s in args.cam_scales), args.target_layer,
              args.cam_weights_name, args.train_list, args.cam_out_dir)
     ids = parse_ids(getattr(args, "save_steps", None))
-    steps = save_climbing_steps(args, ids) if ids and distributed.is_main() else None  # the others wait for its list
+    steps = None
+    if ids and distributed.is_main():  # the other ranks wait for its list of what is left
+        devices = cam_devices(args)
+        if len(devices) > 1:  # per-GPU workers follow: climb in a process of its own, so that none stays on GPU 0
+            steps = _in_spawned_process(save_climbing_steps, args, ids, devices[0])
+        else:
+            steps = save_climbing_steps(args, ids)
     stats = run_cam_pass(args, functools.partial(advcam_seeds, args=args), f"AdvCAM ({args.engine})")
     if steps is not None:
         stats["steps"] = steps

@@ -1,5 +1,5 @@
 """Pass train_cam: train the classifier (``--cam_network``, default ResNet-50) on image-level labels (multi-label
-soft margin)."""
+soft margin), its head over the classes of ``--dataset`` (20 for voc12, 80 for coco14)."""
 from __future__ import annotations
 
 import logging
@@ -11,12 +11,17 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from advcam import distributed
+from advcam.datasets import ClassificationDataset, dataset_of
 from advcam.errors import BadInputError
 from advcam.io import save_torch
 from advcam.utils import PolyAdamW, PolyOptimizer, cam_network, pick_device, pretrained_source
-from advcam.voc12.dataloader import VOC12ClassificationDataset
 
 log = logging.getLogger("advcam.train_cam")
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with every tensor detached and on the CPU (a checkpoint that loads anywhere)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -43,8 +48,9 @@ def run(args) -> None:
     device = pick_device(getattr(args, "device", None))
     crop = args.cam_crop_size
     seed = distributed.shared_seed(args.seed)
-    train_ds = VOC12ClassificationDataset(
-        args.train_list, voc12_root=args.voc12_root, cls_labels=getattr(args, "cls_labels", None),
+    data = dataset_of(args)
+    train_ds = ClassificationDataset(
+        data, data.read_list(args.train_list), cls_labels=getattr(args, "cls_labels", None),
         resize_long=tuple(args.cam_resize_long), hor_flip=True, crop_size=crop, crop_method="random", seed=seed)
     if len(train_ds) < args.cam_batch_size:
         raise BadInputError(f"--train_list {args.train_list} has {len(train_ds)} images, fewer than "
@@ -52,12 +58,12 @@ def run(args) -> None:
     loader = distributed.train_loader(train_ds, args.cam_batch_size, "--cam_batch_size", seed, args.num_workers,
                                       device.type == "cuda")
     max_step = (len(train_ds) // args.cam_batch_size) * args.cam_num_epoches
-    val_ds = VOC12ClassificationDataset(args.val_list, voc12_root=args.voc12_root,
-                                        cls_labels=getattr(args, "cls_labels", None), crop_size=crop)
+    val_ds = ClassificationDataset(data, data.read_list(args.val_list), cls_labels=getattr(args, "cls_labels", None),
+                                   crop_size=crop)
     val_loader = DataLoader(Subset(val_ds, distributed.shard(range(len(val_ds)))), batch_size=args.cam_batch_size,
-                            shuffle=False, num_workers=args.num_workers)
+                            shuffle=False, num_workers=distributed.loader_workers(args.num_workers))
 
-    net = cam_network(args).Net(pretrained=pretrained_source(args)).to(device)
+    net = cam_network(args).Net(pretrained=pretrained_source(args), num_classes=data.num_classes).to(device)
     backbone, head = net.trainable_parameters()
     groups = [{"params": backbone, "lr": args.cam_learning_rate, "weight_decay": args.cam_weight_decay},
               {"params": head, "lr": 10 * args.cam_learning_rate, "weight_decay": args.cam_weight_decay}]
@@ -94,6 +100,6 @@ def run(args) -> None:
                  ep + 1, args.cam_num_epoches, running["loss"] / max(1, running["steps"]), val_loss, val_acc,
                  optimizer.param_groups[0]["lr"], time.time() - t0)
     if distributed.is_main():
-        save_torch(args.cam_weights_name, distributed.unwrap(model).state_dict())
+        save_torch(args.cam_weights_name, cpu_state_dict(distributed.unwrap(model)))
         log.info("wrote %s", args.cam_weights_name)
     distributed.barrier()

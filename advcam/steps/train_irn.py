@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from advcam import distributed, imutils
+from advcam.datasets import VOC12, ImageDataset, SegData, dataset_of
 from advcam.errors import BadInputError, MissingInputError
 from advcam.indexing import PathIndex
 from advcam.io import load_label_png, missing_files, save_torch
@@ -35,7 +36,6 @@ from advcam.utils import (
     pretrained_source,
     resolve_cam_weights,
 )
-from advcam.voc12.dataloader import VOC12ImageDataset, load_image, load_img_name_list
 
 log = logging.getLogger("advcam.train_irn")
 
@@ -48,7 +48,7 @@ def ir_label_path(ir_label_dir: str, name: str) -> str:
 
 
 def load_ir_label(ir_label_dir: str, name: str) -> np.ndarray:
-    """The IR label map of one image (uint8: 0 background, 1-20 classes, 255 unsure)."""
+    """The IR label map of one image (uint8: 0 background, 1..num_classes, 255 unsure)."""
     path = ir_label_path(ir_label_dir, name)
     return load_label_png(path, "IR label", "run the cam_to_ir_label pass (--cam_to_ir_label_pass True) with the "
                           "same --ir_label_out_dir")
@@ -68,7 +68,7 @@ class _PairGrid:
         return self.src_dst
 
 
-class VOC12AffinityDataset(Dataset):
+class AffinityDataset(Dataset):
     """Augmented crops with the relation labels (bg-positive, fg-positive, negative) of their IR labels.
 
     Per item: random rescale in [0.5, 1.5] (image bicubic, label nearest), normalise, random h-flip,
@@ -77,11 +77,13 @@ class VOC12AffinityDataset(Dataset):
     "aff_neg_label" uint8 [n_dirs, n_src]}.
     """
 
-    def __init__(self, img_name_list_path: str, voc12_root: str, ir_label_dir: str, crop_size: int,
-                 path_index: PathIndex, names: list[str] | None = None, seed: int | None = None):
-        self.names = names if names is not None else load_img_name_list(img_name_list_path, voc12_root)
+    def __init__(self, img_name_list_path: str | None, voc12_root: str | None, ir_label_dir: str, crop_size: int,
+                 path_index: PathIndex, names: list[str] | None = None, seed: int | None = None,
+                 data: SegData | None = None):
+        self.data = data if data is not None else VOC12(voc12_root)  # the images (and class count) of a dataset
+        self.names = names if names is not None else self.data.read_list(img_name_list_path)
         self.seed, self.epoch = seed, 0  # with a seed, item i of epoch e is augmented by imutils.item_rng(seed, e, i)
-        self.voc12_root = voc12_root
+        self.voc12_root = self.data.root
         self.ir_label_dir = ir_label_dir
         self.crop_size = crop_size
         self.label_size = imutils.get_strided_size((crop_size, crop_size), 4)
@@ -92,11 +94,11 @@ class VOC12AffinityDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         name = self.names[idx]
-        img = load_image(self.voc12_root, name)
+        img = self.data.load_image(name)
         label = load_ir_label(self.ir_label_dir, name)
         if label.shape != img.shape[:2]:
             raise BadInputError(f"{ir_label_path(self.ir_label_dir, name)} is {label.shape}, its image is "
-                             f"{img.shape[:2]}: the IR labels do not belong to this --voc12_root; "
+                             f"{img.shape[:2]}: the IR labels do not belong to this {self.data.root_flag}; "
                              "rerun cam_to_ir_label")
         rng = imutils.item_rng(self.seed, self.epoch, idx)
         img, label = imutils.random_scale((img, label), SCALE_RANGE, (3, 0), rng)
@@ -104,10 +106,14 @@ class VOC12AffinityDataset(Dataset):
         img, label = imutils.random_lr_flip((img, label), rng)
         img, label = imutils.random_crop((img, label), self.crop_size, (0, 255), rng)
         label = imutils.pil_resize(label, self.label_size, 0)
-        bg_pos, fg_pos, neg = relation_labels(torch.from_numpy(np.array(label)), self.grid)
+        bg_pos, fg_pos, neg = relation_labels(torch.from_numpy(np.array(label)), self.grid,
+                                              n_labels=self.data.num_seg_classes)
         return {"name": name, "img": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
                 "aff_bg_pos_label": bg_pos.to(torch.uint8), "aff_fg_pos_label": fg_pos.to(torch.uint8),
                 "aff_neg_label": neg.to(torch.uint8)}
+
+
+VOC12AffinityDataset = AffinityDataset  # the name before the data layer
 
 
 def build_model(args, path_index: PathIndex) -> tuple[AffinityDisplacementLoss, str]:
@@ -120,7 +126,7 @@ def build_model(args, path_index: PathIndex) -> tuple[AffinityDisplacementLoss, 
     if source is not None:
         return model, f"ImageNet ResNet-50 ({source})"
     cam_path = resolve_cam_weights(args.cam_weights_name)
-    cam = CamNet(pretrained=None)
+    cam = CamNet(pretrained=None, num_classes=dataset_of(args).num_classes)
     load_cam_weights(cam, cam_path)  # accepts reference checkpoints and their aliased keys
     model.load_backbone(cam.state_dict())
     return model, f"the CAM classifier's backbone ({cam_path}, --no_pretrained True)"
@@ -146,10 +152,11 @@ def estimate_mean_displacement(model: AffinityDisplacementLoss, args, device: to
     """Mean displacement per channel over top-left crops of the ``--infer_list`` images, in eval mode (a pass
     of its own after training, as upstream IRN does since its multi-GPU fix; under torchrun over exact shards,
     summed over the ranks)."""
-    ds = VOC12ImageDataset(args.infer_list, voc12_root=args.voc12_root, crop_size=args.irn_crop_size,
-                           crop_method="top_left")
+    data = dataset_of(args)
+    ds = ImageDataset(data, data.read_list(args.infer_list), crop_size=args.irn_crop_size, crop_method="top_left")
     loader = DataLoader(Subset(ds, distributed.shard(range(len(ds)))), batch_size=args.irn_batch_size,
-                        shuffle=False, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+                        shuffle=False, num_workers=distributed.loader_workers(args.num_workers),
+                        pin_memory=device.type == "cuda")
     model.eval()
     model.mean_shift.running_mean.zero_()
     total = torch.zeros(2, dtype=torch.float64, device=device)
@@ -178,7 +185,8 @@ def run(args) -> dict:
         raise BadInputError(f"--irn_crop_size {crop} gives a {label_size[0]}x{label_size[1]} label grid, too small for "
                          f"relations of radius {TRAIN_RADIUS}: use at least {min_crop} (the reference uses 512)")
 
-    names = load_img_name_list(args.train_list, args.voc12_root)
+    data = dataset_of(args)
+    names = data.read_list(args.train_list)
     missing = missing_files(names, args.ir_label_out_dir, ".png")
     if missing:
         raise MissingInputError(
@@ -187,8 +195,8 @@ def run(args) -> dict:
             "run the cam_to_ir_label pass (--cam_to_ir_label_pass True) with the same --train_list and "
             "--ir_label_out_dir first")
     seed = distributed.shared_seed(args.seed)
-    ds = VOC12AffinityDataset(args.train_list, args.voc12_root, args.ir_label_out_dir, crop, path_index, names=names,
-                              seed=seed)
+    ds = AffinityDataset(args.train_list, None, args.ir_label_out_dir, crop, path_index, names=names,
+                         seed=seed, data=data)
     if len(ds) < bs:
         raise BadInputError(f"--train_list {args.train_list} has {len(ds)} images, fewer than --irn_batch_size {bs}: "
                          "lower --irn_batch_size")
@@ -203,7 +211,8 @@ def run(args) -> dict:
              type(optimizer).__name__, device, distributed.world_size())
 
     net.train()  # freezes the backbone: before DDP records the parameters it reduces
-    model = distributed.wrap_ddp(net, device)
+    # every buffer is a constant while it trains (frozen BN statistics, the index tables): none is re-sent each step
+    model = distributed.wrap_ddp(net, device, broadcast_buffers=False)
     t0 = time.time()
     for ep in range(args.irn_num_epoches):
         distributed.set_epoch(loader, ep)

@@ -52,7 +52,9 @@ def run(args) -> dict:
     ckpt = checkpoint_path(args)
     seed = distributed.shared_seed(args.seed)  # a resumed run keeps its own
     device = pick_device(getattr(args, "device", None))
-    model, init = build_seg_network(args.seg_network, args.seg_pretrained)
+    # unset --seg_pretrained: torchvision's ImageNet weights (a clear error offline), never a silent scratch run
+    pretrained = "torchvision" if args.seg_pretrained is None else args.seg_pretrained
+    model, init = build_seg_network(args.seg_network, pretrained)
     ds = SegTrainDataset(names, args.voc12_root, label_dir, args.seg_crop_size, recipe.scales, seed)
     log.info("read %d images (%s) with labels from %s; %s from %s; %d iterations of %d x %d crops of %d, scales %s, "
              "%s loss, lr %.2e (head 10x/20x), on %s", len(names), args.seg_train_list, label_dir, args.seg_network,
@@ -62,7 +64,8 @@ def run(args) -> dict:
         model, ds, batch_size=recipe.batch_size, iter_size=recipe.iter_size, num_iters=recipe.num_iters,
         lr=args.seg_learning_rate, momentum=args.seg_momentum, weight_decay=args.seg_weight_decay,
         power=args.seg_poly_power, loss=recipe.loss, checkpoint_path=ckpt,
-        checkpoint_every=args.seg_checkpoint_every, device=device, num_workers=args.num_workers,
+        checkpoint_every=args.seg_checkpoint_every, device=device,
+        num_workers=distributed.loader_workers(args.num_workers),
         amp=args.seg_amp, train_backbone=args.seg_train_backbone,
         config={"network": args.seg_network, "train_list": args.seg_train_list, "label_dir": label_dir,
                 "crop": args.seg_crop_size, "scales": list(recipe.scales)})

@@ -1,8 +1,10 @@
 """PASCAL VOC 2012 data layer: class names, palette, image lists, labels and datasets."""
 import os
 
-DATA_DIR: str = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "voc12")
-"""The repository's ``voc12/`` data folder: the benchmark's split lists and image-level labels (see its README)."""
+from advcam.data import DATA_DIR as _SHIPPED
+
+DATA_DIR: str = os.path.join(_SHIPPED, "voc12")
+"""The shipped ``advcam/data/voc12/`` folder: the benchmark's split lists and image-level labels (see its README)."""
 PACKAGED_CLS_LABELS: str = os.path.join(DATA_DIR, "cls_labels.npy")
 """The shipped VOC 2012 image-level labels (train_aug and val, 12,031 images) in the reference's format."""
 

@@ -1,10 +1,13 @@
 """Check a VOC root before a long run: every listed image has the files the pipeline will read.
 
-:func:`check_voc` takes the lists the passes will read (resolved exactly as they resolve them: the path as given,
-else the file of that name in ``<voc12_root>/ImageSets/Segmentation/``) and reports, per list, how many ids have
+:func:`check_voc` takes the lists the passes will read (resolved exactly as they resolve them, by
+:func:`advcam.voc12.dataloader.resolve_list`: the path as given, else the shipped ``voc12/<file>``, else the file of
+that name in ``<voc12_root>/ImageSets/Segmentation/``; the evaluated split by
+:func:`advcam.voc12.dataloader.eval_list_path`, as the eval passes find it) and reports, per list, how many ids have
 their JPEG (``JPEGImages/<id>.jpg``), their ground truth (``SegmentationClass/<id>.png``) and an image-level label
-(from the source the pipeline would use, see :func:`advcam.voc12.dataloader.cls_labels_source`), and which files
-are missing. It reads no image and writes nothing. ``scripts/check_voc.py`` is its command line.
+(from the source the pipeline would use, see :func:`advcam.voc12.dataloader.cls_labels_source`), and which files are
+missing. It reads no image and writes nothing. ``advcam-check-voc`` (``python -m advcam.tools.check_voc``) is its
+command line.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from advcam.voc12.dataloader import (
     IMG_FOLDER_NAME,
     SEG_FOLDER_NAME,
     cls_labels_source,
+    eval_list_path,
     load_cls_labels,
     load_img_name_list,
     missing_label_hint,
@@ -26,7 +30,7 @@ from advcam.voc12.dataloader import (
 KINDS = ("list", "JPEG", "PNG", "label")
 _FOLDER = {"JPEG": (IMG_FOLDER_NAME, ".jpg"), "PNG": (SEG_FOLDER_NAME, ".png")}
 _HINTS = {
-    "list": "give existing list files (the benchmark's are in the repository's voc12/)",
+    "list": "give existing list files (the benchmark's ship with advcam: voc12/train_aug.txt, voc12/train.txt, ...)",
     "JPEG": "put every listed image in <voc12_root>/JPEGImages/ (train_aug needs the SBD images merged into it)",
     "PNG": "put the VOC 2012 train and val ground truth (palette PNGs) in <voc12_root>/SegmentationClass/",
     "label": "give image-level labels for every listed image (--cls_labels FILE, or <voc12_root>/Annotations/)",
@@ -42,6 +46,7 @@ class ListSpec:
     jpeg: bool = True
     png: bool = False
     label: bool = False
+    eval_set: bool = False  # ``path`` is a --chainer_eval_set value, found as the eval passes find it
 
 
 @dataclass
@@ -121,7 +126,8 @@ def default_specs(voc12_root: str, train_list: str | None = "voc12/train_aug.txt
 
     ``train_list`` (train_aug: classifier, AdvCAM, IRN): JPEG and label; ``train_seg_list`` (VOC train: the
     seeds and masks are scored on it) and ``val_list``: JPEG, PNG and label; ``test_list``: JPEG only; and
-    ``<voc12_root>/ImageSets/Segmentation/<chainer_eval_set>.txt``, the ids the eval passes score: PNG.
+    ``chainer_eval_set``, the ids the eval passes score (a split name: the root's ``ImageSets/Segmentation/<set>.txt``,
+    else the shipped ``voc12/<set>.txt``; or a list file, see :func:`advcam.voc12.dataloader.eval_list_path`): PNG.
     """
     specs = []
     if train_list:
@@ -133,8 +139,7 @@ def default_specs(voc12_root: str, train_list: str | None = "voc12/train_aug.txt
     if test_list:
         specs.append(ListSpec("--test_list", test_list, jpeg=True))
     if chainer_eval_set:
-        path = os.path.join(voc12_root, "ImageSets", "Segmentation", chainer_eval_set + ".txt")
-        specs.append(ListSpec("--chainer_eval_set", path, jpeg=False, png=True))
+        specs.append(ListSpec("--chainer_eval_set", chainer_eval_set, jpeg=False, png=True, eval_set=True))
     return specs
 
 
@@ -169,10 +174,13 @@ def check_voc(voc12_root: str, lists: Sequence[ListSpec], cls_labels: str | None
     xml_ok: dict[str, str | None] = {}  # xml path -> None if usable, else what is wrong with it
     for spec in lists:
         try:
-            path = resolve_list(spec.path, voc12_root)
+            if spec.eval_set:
+                path = eval_list_path(spec.path, voc12_root, spec.flag)
+            else:
+                path = resolve_list(spec.path, voc12_root)
             names = load_img_name_list(path)
         except UserError as e:
-            problems.add("list", f"{spec.path} ({e})", spec.flag)
+            problems.add("list", str(e) if spec.eval_set else f"{spec.path} ({e})", spec.flag)
             reports.append(ListReport(spec, "", [], {}))
             continue
         present: dict[str, int] = {}

@@ -3,7 +3,11 @@
 Usage::
 
     python -m advcam.voc12.make_cls_labels --voc12_root ROOT [--train_list ..] [--val_list ..] [--out ..]
-    python -m advcam.voc12.make_cls_labels --from_tsv voc12/cls_labels.tsv   # rebuilds voc12/cls_labels.npy
+    python -m advcam.voc12.make_cls_labels --from_tsv voc12/cls_labels.tsv --out advcam/data/voc12/cls_labels.npy
+    # (in a clone: rebuilds the shipped labels from the shipped table)
+
+``voc12/<file>`` (lists, ``--from_tsv``) names the file shipped in ``advcam/data/voc12/`` unless it exists relative
+to the current folder. ``--out`` defaults to ``cls_labels.npy`` in the current folder.
 
 The images are those of ``--train_list`` then ``--val_list`` (the reference's order). The output is the reference's
 format: a pickled dict {id: float32[20]} saved with ``np.save`` (a 0-d object array), keyed by the id's integer
@@ -22,10 +26,11 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from advcam.data import shipped_file
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import save_npy
-from advcam.voc12 import CAT_NAME_TO_NUM, NUM_CLASSES
-from advcam.voc12.dataloader import load_cls_labels, load_img_name_list
+from advcam.voc12 import CAT_NAME_TO_NUM, NUM_CLASSES, PACKAGED_CLS_LABELS
+from advcam.voc12.lists import load_img_name_list
 
 log = logging.getLogger(__name__)
 _VOC_ID = re.compile(r"^\d{4}_\d{6}$")
@@ -38,7 +43,8 @@ def labels_from_xml(xml_path: str) -> np.ndarray:
     except FileNotFoundError:
         raise MissingInputError(
             f"annotation {xml_path} not found: image-level labels are built from <voc12_root>/Annotations; "
-            "pass --cls_labels FILE (e.g. the shipped voc12/cls_labels.npy) if the root has no XML for this id"
+            "pass --cls_labels FILE (e.g. the shipped advcam/data/voc12/cls_labels.npy) if the root has no XML for "
+            "this id"
         ) from None
     except ET.ParseError as e:
         raise BadInputError(f"annotation {xml_path} is not valid XML ({e}): restore it from the VOC2012 "
@@ -58,7 +64,7 @@ def read_label_table(tsv_path: str) -> dict[str, np.ndarray]:
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise MissingInputError(f"label table {tsv_path} not found: give --from_tsv an existing file "
-                                "(the shipped one is voc12/cls_labels.tsv)") from None
+                                "(the shipped one is voc12/cls_labels.tsv, in advcam/data/)") from None
     table: dict[str, np.ndarray] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -141,11 +147,83 @@ def cached_cls_labels(voc12_root: str, names: list[str]) -> str:
     raise OSError(f"could not write cls_labels.npy in {candidates}")
 
 
+def decode_int_filename(key) -> str:
+    """Reference cls_labels keys are ints (2007000032); turn one back into ``2007_000032``."""
+    if isinstance(key, str):
+        return key
+    s = str(int(key))
+    return s[:4] + "_" + s[4:]
+
+
+def load_cls_labels(path: str) -> dict[str, np.ndarray]:
+    """Image-level labels {id: float32[20] multi-hot}, from ours or the reference's cls_labels.npy."""
+    try:
+        raw = np.load(path, allow_pickle=True).item()
+    except FileNotFoundError:
+        raise MissingInputError(
+            f"class labels {path} not found: pass an existing --cls_labels file, or build one with "
+            "`python -m advcam.voc12.make_cls_labels --voc12_root <VOC root>`") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise BadInputError(f"class labels {path} could not be read ({e}): expected np.save of a dict "
+                            "{id: float32[20]}, as advcam.voc12.make_cls_labels writes") from None
+    return {decode_int_filename(k): np.asarray(v, dtype=np.float32) for k, v in raw.items()}
+
+
+def cls_labels_source(voc12_root: str, names: list[str], cls_labels: str | None = None,
+                      packaged: str = PACKAGED_CLS_LABELS) -> tuple[str, str]:
+    """Where the labels of ``names`` come from, without reading or building them: ``(kind, path)``.
+
+    In this order: ``("given", cls_labels)`` when a file is given; ``("cached", file)`` when the root's
+    cache (``<voc12_root>/cls_labels.npy`` or its copy under ``~/.cache/advcam/``) covers every id;
+    ``("annotations", <voc12_root>/Annotations)`` when that folder exists (the labels are built from the XML
+    and cached); else ``("packaged", advcam/data/voc12/cls_labels.npy)``, the shipped VOC 2012 labels, as the
+    reference always reads them. A root's own labels therefore always win over the packaged file, which is
+    only read for a root without labels of its own (a VOC copy without Annotations/).
+    """
+    if cls_labels is not None:
+        return "given", cls_labels
+    cached = find_cached_cls_labels(voc12_root, names)
+    if cached is not None:
+        return "cached", cached
+    annotations = os.path.join(voc12_root, "Annotations")
+    if os.path.isdir(annotations):
+        return "annotations", annotations
+    if os.path.isfile(packaged):
+        return "packaged", packaged
+    raise MissingInputError(
+        f"no image-level labels: {voc12_root} has no Annotations/ folder and {packaged} does not exist; "
+        "pass --cls_labels FILE (a cls_labels.npy)")
+
+
+def missing_label_hint(kind: str, path: str, voc12_root: str) -> str:
+    """What to do about ids that the label source ``(kind, path)`` lacks (one sentence)."""
+    if kind == "packaged":
+        return (f"{path} is the packaged VOC 2012 labels (train_aug and val), read because {voc12_root} has no "
+                "Annotations/ of its own: pass --cls_labels FILE for other images, or add <voc12_root>/Annotations/")
+    if kind == "annotations":
+        return "add the missing XML files or pass --cls_labels FILE"
+    return "pass a --cls_labels file that covers this image list (advcam.voc12.make_cls_labels builds one)"
+
+
+def get_cls_labels(voc12_root: str, names: list[str], cls_labels: str | None = None) -> np.ndarray:
+    """[N, 20] labels for ``names``, from the source :func:`cls_labels_source` picks (``cls_labels`` if given,
+    else the root's cached or XML-derived labels, else the shipped ``advcam/data/voc12/cls_labels.npy``)."""
+    kind, path = cls_labels_source(voc12_root, names, cls_labels)
+    if kind == "annotations":
+        path = cached_cls_labels(voc12_root, names)
+    table = load_cls_labels(path)
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise BadInputError(f"image {missing[0]} has no label in {path} ({len(missing)} of {len(names)} listed "
+                            f"images lack one): {missing_label_hint(kind, path, voc12_root)}")
+    return np.stack([table[n] for n in names])
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train_list", default="voc12/train_aug.txt", type=str)
     p.add_argument("--val_list", default="voc12/val.txt", type=str)
-    p.add_argument("--out", default="voc12/cls_labels.npy", type=str)
+    p.add_argument("--out", default="cls_labels.npy", type=str, help="the labels file written")
     p.add_argument("--voc12_root", default="Dataset/VOC2012_SEG_AUG/", type=str,
                    help="labels from <voc12_root>/Annotations/<id>.xml (unless --from_tsv)")
     p.add_argument("--from_tsv", default=None, type=str,
@@ -157,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
                                                                                            args.voc12_root)
         names = list(dict.fromkeys(names))
         if args.from_tsv:
-            table, source = cls_labels_from_table(args.from_tsv, names), args.from_tsv
+            tsv = args.from_tsv if os.path.isfile(args.from_tsv) else shipped_file(args.from_tsv) or args.from_tsv
+            table, source = cls_labels_from_table(tsv, names), tsv
         else:
             table, source = build_cls_labels(args.voc12_root, names), os.path.join(args.voc12_root, "Annotations")
     except UserError as e:

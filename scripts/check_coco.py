@@ -1,0 +1,9 @@
+"""``python -m advcam.tools.check_coco`` from a clone, as ``python scripts/check_coco.py``."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from advcam.tools.check_coco import cli  # noqa: E402
+
+if __name__ == "__main__":
+    cli()
