@@ -89,7 +89,7 @@ def add_cam_format_flag(group, default: str = "float32") -> None:
     group.add_argument("--cam_format", default=default, choices=CAM_FORMATS,
                        help="how the CAM files are stored: float32 (the reference's), float16 (both maps in half "
                             "precision, half the disk), strided16 (the stride-4 map in half precision only, the "
-                            "full-resolution one recomputed on read: 1/30 of the disk; the default with --dataset "
+                            "full-resolution one recomputed on read: 1/34 of the disk; the default with --dataset "
                             "coco14, docs/coco.md); every reader takes all three")
 
 

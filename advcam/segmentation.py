@@ -48,6 +48,7 @@ SEG_NETWORKS: dict[str, str] = {
     "deeplabv3_resnet50": "torchvision deeplabv3_resnet50 (output stride 8, ASPP-v3 12/24/36)",
     "efficientnet_lite0_seg": "EfficientNet-Lite0 (pip ImageNet weights) + ASPP and a stride-4 decoder (CPU demo)",
     "cct_resnet50": "CCT (train_semi): ResNet-50 at output stride 8 + PSP + the main decoder",
+    "cct_resnet50_deepstem": "CCT (train_semi) over ResNet-50 with CCT's deep stem (3x3resnet50-imagenet.pth)",
     "cct_efficientnet_lite0": "CCT (train_semi) over EfficientNet-Lite0 (pip ImageNet weights), CPU demo",
 }
 

@@ -58,7 +58,7 @@ SHIPPED_SPLITS: tuple[int, ...] = (60, 100, 200, 300, 500, 800, 1000, 1464)
 SEMI_MODES: tuple[str, ...] = ("supervised", "cct", "cct_weak")
 """``--semi_mode``: the labelled batch alone; CCT (consistency on the unlabelled batch); CCT with weak labels."""
 
-SEMI_NETWORKS: tuple[str, ...] = ("cct_resnet50", "cct_efficientnet_lite0")
+SEMI_NETWORKS: tuple[str, ...] = ("cct_resnet50", "cct_resnet50_deepstem", "cct_efficientnet_lite0")
 
 __all__ = ["RAMP_UP", "SEMI_MODES", "SEMI_NETWORKS", "SHIPPED_SPLITS", "SemiTrainDataset", "add_semi_flags",
            "build_semi_network", "cct_step", "check_weak_masks", "inference_state", "naive_mix_labels",
@@ -193,6 +193,9 @@ def build_semi_network(network: str, pretrained: str | None, mode: str) -> tuple
         raise BadInputError(f"--semi_network {network!r}: choose one of {', '.join(SEMI_NETWORKS)}")
     if mode not in SEMI_MODES:
         raise BadInputError(f"--semi_mode {mode!r}: choose one of {', '.join(SEMI_MODES)}")
+    if network.split(".")[-1] == "cct_resnet50_deepstem" and pretrained in (None, "torchvision"):
+        raise BadInputError(f"--semi_network {network}: its ImageNet weights cannot be downloaded; pass "
+                            "--semi_pretrained 3x3resnet50-imagenet.pth (CCT's deep-stem file) or none")
     model, init = build_seg_network(network, pretrained)
     if mode == "supervised":
         model.aux_decoders = nn.ModuleList()  # the same network, trained on the labelled batch alone
@@ -402,10 +405,13 @@ def add_semi_flags(p: argparse.ArgumentParser) -> None:
                    help="supervised: the labelled images alone; cct: + consistency on the unlabelled ones; "
                         "cct_weak: + the weak masks (default: cct_weak when --semi_weak_label_dir exists, else cct)")
     g.add_argument("--semi_network", default="cct_resnet50", choices=SEMI_NETWORKS,
-                   help="CCT over ResNet-50 (the paper's), or over EfficientNet-Lite0 (CPU demos)")
+                   help="CCT over ResNet-50 with torchvision's stem, or with CCT's deep stem (its "
+                        "3x3resnet50-imagenet.pth weights via --semi_pretrained), or over EfficientNet-Lite0 (CPU "
+                        "demos)")
     g.add_argument("--semi_pretrained", default=None, type=str,
                    help="cct_resnet50's torchvision ResNet-50 ImageNet state dict (default: torchvision's download; "
-                        "'none': from scratch); cct_efficientnet_lite0 always starts from its pip weights")
+                        "'none': from scratch); cct_resnet50_deepstem's 3x3resnet50-imagenet.pth (required, or "
+                        "'none'); cct_efficientnet_lite0 always starts from its pip weights")
     g.add_argument("--semi_train_list", default="voc12/train_aug.txt", type=str,
                    help="all training images; the unlabelled ones are this list minus --semi_labeled_list")
     g.add_argument("--semi_labeled_list", default="1464", type=str,

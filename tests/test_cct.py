@@ -448,3 +448,26 @@ def test_unlabeled_dataset_reads_weak_masks_never_the_ground_truth(tmp_path):
     os.remove(weak / f"{names[0]}.png")
     with pytest.raises(MissingInputError, match="1 of 2"):
         semi.check_weak_masks(names, str(weak))
+
+
+@pytest.mark.slow
+def test_deep_stem_network_trains_from_ccts_file_and_plugs_into_make_seg(tmp_path):
+    """--semi_network cct_resnet50_deepstem: its backbone is exactly the 3x3resnet50-imagenet.pth given (its key
+    layout, fc included), the default (a download) is refused in one line, and --seg_network reads its weights."""
+    from advcam.errors import BadInputError
+    from advcam.segmentation import build_seg_network
+    from advcam.semi import build_semi_network, inference_state
+
+    torch.manual_seed(0)
+    source = cct_resnet50.ResNet50OS8("deep")
+    path = tmp_path / "3x3resnet50-imagenet.pth"
+    torch.save(cct_resnet50.deep_stem_layout(source), path)
+    model, init = build_semi_network("cct_resnet50_deepstem", str(path), "cct")
+    assert str(path) in init and len(model.aux_decoders) == 30
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], v), k
+    with pytest.raises(BadInputError, match="3x3resnet50-imagenet.pth"):
+        build_semi_network("cct_resnet50_deepstem", None, "cct")
+    inference, _ = build_seg_network("cct_resnet50_deepstem", "none")
+    inference.load_state_dict(inference_state(model))  # what make_seg / eval_seg do with --seg_weights_name
+    assert torch.equal(inference.backbone.stem[0].weight, source.stem[0].weight)

@@ -146,6 +146,7 @@ TINY = {
 
 # what a clone holds besides the package and its setup: not copied into the source the test installs
 _NOT_SOURCE = shutil.ignore_patterns(".git", "tests", "docs", "result", "sess", "demo_out", "demo_dist", "toy_voc",
+                                     "demo_coco", "toy_coco",
                                      "*.log", "__pycache__", "*.egg-info", "build", "dist", ".venv", ".*_cache")
 
 

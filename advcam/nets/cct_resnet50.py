@@ -87,7 +87,8 @@ class ResNet50OS8(nn.Module):
             raise BadInputError(
                 f"{source}: not a {layout} state dict ({len(missing)} keys missing, e.g. {missing[:2]}; "
                 f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}; {len(wrong)} of another shape, e.g. "
-                f"{wrong[:2]}); give that file, or the other --cct_stem")
+                f"{wrong[:2]}); give that file, or the network of the other stem (--semi_network cct_resnet50 / "
+                "cct_resnet50_deepstem)")
         self.load_state_dict(mapped, strict=False)
 
 
