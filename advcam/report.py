@@ -2,9 +2,10 @@
 
 Reads a run's folders (given explicitly, or found under one output folder in the layout of the toy demo:
 ``cam/``, ``cam_adv_mask/`` (with ``cam_adv_mask/steps/`` from ``obtain_CAM_masking.py --save_steps``),
-``ir_label/``, ``sem_seg/``, ``seg/``, ``results.json``, ``demo.log``) and the VOC root (images and ground truth).
-Every number in the report is recomputed from those files with :mod:`advcam.metrics`; the mIoUs that
-``results.json`` recorded are shown next to them.
+``ir_label/``, ``sem_seg/``, ``seg/``, ``results.json``, ``demo.log``) and the dataset's root (images and ground
+truth) through the data layer :mod:`advcam.datasets`: PASCAL VOC 2012 (21 labels) or, for a ``--dataset coco14``
+run, MS COCO 2014 (81 labels, COCO's class names and image paths). Every number in the report is recomputed from
+those files with :mod:`advcam.metrics`; the mIoUs that ``results.json`` recorded are shown next to them.
 
 Entry point: :func:`make_report` (``advcam-report``, ``python -m advcam.tools.report``, is its command line).
 """
@@ -31,10 +32,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from advcam.datasets import DATASETS, VOC12, SegData, default_coco_root, get_dataset  # noqa: E402
 from advcam.errors import BadInputError, MissingInputError  # noqa: E402
 from advcam.evaluation import (  # noqa: E402
-    THRESHOLDS,
-    eval_list_names,
     label_confusion,
     load_prediction,
     seed_prediction,
@@ -42,8 +42,7 @@ from advcam.evaluation import (  # noqa: E402
 )
 from advcam.io import atomic_path, load_cam_npy, load_label_png, load_npy_dict  # noqa: E402
 from advcam.metrics import VOC_SEG_CLASS_NAMES, ConfusionMatrix, iou, mean_iou  # noqa: E402
-from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE  # noqa: E402
-from advcam.voc12.dataloader import load_image, load_seg_label  # noqa: E402
+from advcam.voc12 import VOC_PALETTE  # noqa: E402
 
 log = logging.getLogger("advcam.report")
 
@@ -68,7 +67,8 @@ class Stage:
 
 @dataclasses.dataclass
 class RunFolders:
-    """Where a run's outputs are; ``None`` for what it does not have."""
+    """Where a run's outputs are; ``None`` for what it does not have. ``voc12_root`` is the root of ``dataset``
+    (the ``--coco_root`` of a ``coco14`` run)."""
 
     voc12_root: str
     cam_dir: str | None = None
@@ -80,6 +80,12 @@ class RunFolders:
     log_files: tuple[str, ...] = ()
     out: str | None = None
     steps_dir: str | None = None  # climbing steps (``obtain_CAM_masking.py --save_steps``): <adv_dir>/steps
+    dataset: str = "voc12"  # a name of advcam.datasets.DATASETS
+
+    @property
+    def data(self) -> SegData:
+        """The dataset description (class names, palette, image and ground-truth paths) at the run's root."""
+        return get_dataset(self.dataset, self.voc12_root)
 
     def stages(self) -> list[Stage]:
         """The stages present, in pipeline order."""
@@ -110,14 +116,51 @@ def voc_root_from_logs(log_files: Sequence[str]) -> str | None:
     return root
 
 
+_COMMAND = re.compile(r"(?:run_sample|obtain_CAM_masking|obtain_cam_masking)(?:\.py)? (.*)$")
+
+
+def _flag_value(args: Sequence[str], flag: str) -> str | None:
+    """The value of the last ``flag VALUE`` / ``flag=VALUE`` in a command line's tokens (None if absent)."""
+    value = None
+    for i, tok in enumerate(args):
+        if tok == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif tok.startswith(flag + "="):
+            value = tok[len(flag) + 1:]
+    return value
+
+
+def dataset_from_logs(log_files: Sequence[str]) -> tuple[str | None, str | None]:
+    """(``--dataset``, ``--coco_root``) of the last command line of ``run_sample`` / ``obtain_CAM_masking`` recorded
+    in the run's logs (``run_sample.py ...`` or ``python -m advcam.run_sample ...``): the dataset is ``voc12`` for
+    a command line without ``--dataset``; (None, None) when the logs record no command line."""
+    found: tuple[str | None, str | None] = (None, None)
+    for path in log_files:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = _COMMAND.search(line.rstrip("\n"))
+                if m:
+                    args = m.group(1).split()
+                    found = (_flag_value(args, "--dataset") or "voc12", _flag_value(args, "--coco_root"))
+    return found
+
+
+def _coco_root_ok(root: str | None) -> bool:
+    return root is not None and any(os.path.isdir(os.path.join(root, split)) for split in ("train2014", "val2014"))
+
+
 def find_run_folders(out: str | None = None, voc12_root: str | None = None, *, cam_dir: str | None = None,
                      adv_dir: str | None = None, ir_label_dir: str | None = None, sem_seg_dir: str | None = None,
                      seg_dir: str | None = None, results_json: str | None = None,
-                     log_files: Sequence[str] | None = None, steps_dir: str | None = None) -> RunFolders:
+                     log_files: Sequence[str] | None = None, steps_dir: str | None = None,
+                     dataset: str | None = None, coco_root: str | None = None) -> RunFolders:
     """The run's folders: each given path as is, the rest from the demo layout under ``out`` when it exists there.
 
-    ``voc12_root`` defaults to the ``--voc12_root`` of the run's logged command lines. Raises
-    :class:`MissingInputError` for a given folder that does not exist, or when no VOC root is known.
+    ``dataset`` (``voc12`` or ``coco14``) defaults to ``coco14`` when ``coco_root`` is given, ``voc12`` when
+    ``voc12_root`` is, else to the ``--dataset`` of the run's logged command lines (``voc12`` if they name none).
+    The root defaults to the ``--voc12_root`` / ``--coco_root`` of those command lines, then to ``$VOC12_ROOT`` /
+    ``$COCO_ROOT``. Raises :class:`MissingInputError` for a given folder that does not exist, or when no root of
+    the dataset is known; :class:`BadInputError` for a root flag of the other dataset.
     """
     given = dict(cam_dir=cam_dir, adv_dir=adv_dir, ir_label_dir=ir_label_dir, sem_seg_dir=sem_seg_dir, seg_dir=seg_dir,
                  steps_dir=steps_dir)
@@ -141,24 +184,48 @@ def find_run_folders(out: str | None = None, voc12_root: str | None = None, *, c
     for path in log_files:
         if not os.path.isfile(path):
             raise MissingInputError(f"log file {path} not found")
-    if voc12_root is None:
-        voc12_root = voc_root_from_logs(log_files) or os.environ.get("VOC12_ROOT")
-    if voc12_root is None or not os.path.isdir(os.path.join(voc12_root, "JPEGImages")):
-        raise MissingInputError(f"no VOC root with JPEGImages/ ({voc12_root!r}): give --voc12_root (the run's logs "
-                                "do not name one that exists here)")
+    logged_dataset, logged_coco_root = (None, None) if voc12_root or coco_root else dataset_from_logs(log_files)
+    if dataset is None:
+        dataset = "coco14" if coco_root is not None else "voc12" if voc12_root is not None else logged_dataset
+    dataset = dataset or "voc12"
+    if dataset not in DATASETS:
+        raise BadInputError(f"--dataset {dataset}: expected one of {', '.join(DATASETS)}")
+    if dataset == "coco14":
+        if voc12_root is not None:
+            raise BadInputError("--voc12_root goes with --dataset voc12; give the COCO root as --coco_root DIR")
+        voc12_root = coco_root or logged_coco_root or default_coco_root()
+        if not _coco_root_ok(voc12_root):
+            raise MissingInputError(f"no COCO root with train2014/ or val2014/ ({voc12_root!r}): give --coco_root "
+                                    "(the run's logs do not name one that exists here)")
+    else:
+        if coco_root is not None:
+            raise BadInputError(f"--coco_root goes with --dataset coco14, not {dataset}")
+        if voc12_root is None:
+            voc12_root = voc_root_from_logs(log_files) or os.environ.get("VOC12_ROOT")
+        if voc12_root is None or not os.path.isdir(os.path.join(voc12_root, "JPEGImages")):
+            raise MissingInputError(f"no VOC root with JPEGImages/ ({voc12_root!r}): give --voc12_root (the run's "
+                                    "logs do not name one that exists here)")
     if not any(v for k, v in folders.items() if k != "steps_dir"):
         raise MissingInputError(f"no run folders found{f' under {out}' if out else ''}: give --out (the layout "
                                 "cam/, cam_adv_mask/, ir_label/, sem_seg/, seg/) or the folders themselves")
-    return RunFolders(voc12_root=voc12_root, results_json=results_json, log_files=tuple(log_files), out=out, **folders)
+    return RunFolders(voc12_root=voc12_root, results_json=results_json, log_files=tuple(log_files), out=out,
+                      dataset=dataset, **folders)
 
 
 # ----------------------------------------------------------------------------------------------
 # Colours
 # ----------------------------------------------------------------------------------------------
 
-def colorize_labels(labels: np.ndarray) -> np.ndarray:
-    """A label map (0..20, 255) as RGB uint8 [H, W, 3] in the VOC palette (255 = "ignore" is light beige)."""
-    return PALETTE[np.asarray(labels, np.uint8)]
+def palette_of(data: SegData) -> np.ndarray:
+    """The dataset's palette as uint8 [256, 3] (VOC's; COCO's is the same VOC devkit colour map, which extends to
+    every label value 0..255)."""
+    return np.asarray(data.palette, np.uint8).reshape(256, 3)
+
+
+def colorize_labels(labels: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """A label map (0..20 for VOC, 0..80 for COCO, 255) as RGB uint8 [H, W, 3] in ``palette`` ([256, 3], default
+    the VOC palette; 255 = "ignore" is light beige)."""
+    return palette[np.asarray(labels, np.uint8)]
 
 
 def overlay_attribution(image: np.ndarray, attribution: np.ndarray, cmap: str = ATTRIBUTION_CMAP,
@@ -171,10 +238,12 @@ def overlay_attribution(image: np.ndarray, attribution: np.ndarray, cmap: str = 
     return np.clip((1 - alpha) * image.astype(np.float64) + alpha * colours, 0, 255).round().astype(np.uint8)
 
 
-def class_legend(labels: Sequence[int]) -> list[Patch]:
-    """Legend handles (VOC colour, class name) for the given label values."""
-    return [Patch(facecolor=PALETTE[c] / 255, edgecolor="black", linewidth=0.5, label=VOC_SEG_CLASS_NAMES[c])
-            for c in sorted(set(int(c) for c in labels)) if c < len(VOC_SEG_CLASS_NAMES)]
+def class_legend(labels: Sequence[int], class_names: Sequence[str] = VOC_SEG_CLASS_NAMES,
+                 palette: np.ndarray = PALETTE) -> list[Patch]:
+    """Legend handles (colour, class name) for the given label values; ``class_names`` indexed by label
+    (background first; default VOC's)."""
+    return [Patch(facecolor=palette[c] / 255, edgecolor="black", linewidth=0.5, label=class_names[c])
+            for c in sorted(set(int(c) for c in labels)) if c < len(class_names)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +277,8 @@ class StageScores:
 
     @property
     def ious(self) -> np.ndarray:
-        """Per-class IoU [21] at the best threshold (NaN for classes absent from prediction and ground truth)."""
+        """Per-class IoU [num_seg_classes] at the best threshold (NaN for classes absent from prediction and ground
+        truth)."""
         return iou(self.confusions[self.best])
 
 
@@ -216,22 +286,26 @@ def _suffix(stage: Stage) -> str:
     return ".npy" if stage.kind == "cam" else ".png"
 
 
-def score_stage(stage: Stage, voc12_root: str, names: Sequence[str],
-                thresholds: Sequence[float] = THRESHOLDS) -> StageScores:
-    """Confusion matrices of ``stage`` against the ground truth over ``names`` (ids without a file are left out).
+def score_stage(stage: Stage, data: SegData | str, names: Sequence[str],
+                thresholds: Sequence[float] | None = None) -> StageScores:
+    """Confusion matrices of ``stage`` against the ground truth of ``data`` (a dataset, or a VOC root) over
+    ``names`` (ids without a file are left out).
 
-    CAM stages are swept over the background ``thresholds`` as ``eval_cam`` does (foreground where the largest
-    class map exceeds the threshold; ties go to background); label stages are read as ``eval_sem_seg`` reads them
-    (255 counts as background)."""
+    CAM stages are swept over the background ``thresholds`` (default: the dataset's ``eval_cam`` sweep) as
+    ``eval_cam`` does (foreground where the largest class map exceeds the threshold; ties go to background); label
+    stages are read as ``eval_sem_seg`` reads them (255 counts as background)."""
+    if isinstance(data, str):
+        data = VOC12(data)
+    thresholds = data.cam_eval_thresholds if thresholds is None else thresholds
     present = [n for n in names if os.path.isfile(os.path.join(stage.folder, n + _suffix(stage)))]
     if stage.kind == "cam":
-        confs = [ConfusionMatrix(21) for _ in thresholds]
+        confs = [ConfusionMatrix(data.num_seg_classes) for _ in thresholds]
         for name in present:
             d = load_cam_npy(os.path.join(stage.folder, name + ".npy"))
-            update_seed_sweep(confs, thresholds, d, load_seg_label(voc12_root, name),
+            update_seed_sweep(confs, thresholds, d, data.load_seg_label(name),
                               os.path.join(stage.folder, name + ".npy"))
         return StageScores(stage, present, tuple(thresholds), [c.matrix for c in confs])
-    return StageScores(stage, present, None, [label_confusion(voc12_root, present, stage.folder)])
+    return StageScores(stage, present, None, [label_confusion(data, present, stage.folder)])
 
 
 def recorded_result(results: dict, stage: Stage) -> dict | None:
@@ -327,7 +401,9 @@ def _attribution(cam_dict: dict) -> np.ndarray:
 
 def image_panels(folders: RunFolders, name: str, seed_thresholds: dict[str, float]) -> list[tuple[str, np.ndarray]]:
     """The panels of one image's figure, (title, RGB uint8 [H, W, 3]), for the stages that have the image."""
-    image = load_image(folders.voc12_root, name)
+    data = folders.data
+    names, palette = data.seg_class_names, palette_of(data)
+    image = data.load_image(name)
     panels = [("image", image)]
     seeds = []
     for stage in folders.stages():
@@ -336,21 +412,20 @@ def image_panels(folders: RunFolders, name: str, seed_thresholds: dict[str, floa
             continue
         if stage.kind == "cam":
             d = load_cam_npy(path)
-            classes = ", ".join(VOC_SEG_CLASS_NAMES[int(k) + 1] for k in np.asarray(d["keys"]))
+            classes = ", ".join(names[int(k) + 1] for k in np.asarray(d["keys"]))
             panels.append((f"{stage.name} ({classes or 'no class'})", overlay_attribution(image, _attribution(d))))
             th = seed_thresholds.get(stage.name, 0.25)
-            seeds.append((f"{stage.name} seed (bg {th:.2f})", colorize_labels(seed_prediction(d, th))))
+            seeds.append((f"{stage.name} seed (bg {th:.2f})", colorize_labels(seed_prediction(d, th), palette)))
         else:
-            labels = (np.asarray(load_prediction(stage.folder, name)) if stage.evaluated
+            labels = (np.asarray(load_prediction(stage.folder, name, data.num_seg_classes)) if stage.evaluated
                       else load_label_png(path, "IR label", "rerun the cam_to_ir_label pass"))
-            panels.append((stage.name, colorize_labels(labels)))
+            panels.append((stage.name, colorize_labels(labels, palette)))
     # seeds after the attribution maps, before the label stages
     n_cam = 1 + sum(1 for s in folders.stages() if s.kind == "cam"
                     and os.path.isfile(os.path.join(s.folder, name + ".npy")))
     panels[n_cam:n_cam] = seeds
-    gt_path = os.path.join(folders.voc12_root, "SegmentationClass", name + ".png")
-    if os.path.isfile(gt_path):
-        panels.append(("ground truth", colorize_labels(load_seg_label(folders.voc12_root, name))))
+    if os.path.isfile(data.gt_path(name)):
+        panels.append(("ground truth", colorize_labels(data.load_seg_label(name), palette)))
     return panels
 
 
@@ -369,10 +444,12 @@ def image_figure(folders: RunFolders, name: str, path: str, seed_thresholds: dic
     for stage_labels in _labels_in(folders, name):
         labels_seen |= stage_labels
     fig.suptitle(name, fontsize=9, x=0.01, ha="left")
-    handles = class_legend(sorted(labels_seen - {IGNORE_LABEL}))
-    if IGNORE_LABEL in labels_seen:
-        handles.append(Patch(facecolor=PALETTE[IGNORE_LABEL] / 255, edgecolor="black", linewidth=0.5,
-                             label="ignore / not sure (255)"))
+    data = folders.data
+    palette, ignore = palette_of(data), data.ignore_label
+    handles = class_legend(sorted(labels_seen - {ignore}), data.seg_class_names, palette)
+    if ignore in labels_seen:
+        handles.append(Patch(facecolor=palette[ignore] / 255, edgecolor="black", linewidth=0.5,
+                             label=f"ignore / not sure ({ignore})"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8) or 1, fontsize=7, frameon=False)
     sm = plt.cm.ScalarMappable(cmap=ATTRIBUTION_CMAP, norm=plt.Normalize(0, 1))
     fig.subplots_adjust(left=0.01, right=0.96, top=0.8, bottom=0.16, wspace=0.05)
@@ -384,9 +461,9 @@ def image_figure(folders: RunFolders, name: str, path: str, seed_thresholds: dic
 def _labels_in(folders: RunFolders, name: str) -> list[set[int]]:
     """The label values of the image's ground truth, label stages and seeds (for the legend)."""
     out = []
-    gt_path = os.path.join(folders.voc12_root, "SegmentationClass", name + ".png")
-    if os.path.isfile(gt_path):
-        out.append(set(np.unique(load_seg_label(folders.voc12_root, name)).tolist()))
+    data = folders.data
+    if os.path.isfile(data.gt_path(name)):
+        out.append(set(np.unique(data.load_seg_label(name)).tolist()))
     for stage in folders.stages():
         path = os.path.join(stage.folder, name + _suffix(stage))
         if not os.path.isfile(path):
@@ -428,17 +505,19 @@ def sweep_figure(scores: Sequence[StageScores], path: str) -> dict[str, list[flo
     return data
 
 
-def per_class_figure(scores: Sequence[StageScores], path: str) -> dict[str, list[float]]:
+def per_class_figure(scores: Sequence[StageScores], path: str,
+                     class_names: Sequence[str] = VOC_SEG_CLASS_NAMES) -> dict[str, list[float]]:
     """Grouped bars of per-class IoU (%) per evaluated stage (CAM stages at their best threshold), over the classes
-    any stage scores. Returns {"classes": [...], "<stage>": [IoU fractions, NaN where undefined]}."""
+    any stage scores; ``class_names`` indexed by label (background first; default VOC's 21). Returns
+    {"classes": [...], "<stage>": [IoU fractions, NaN where undefined]}."""
     ious = {s.stage.name: s.ious for s in scores}
-    keep = [c for c in range(21) if any(not np.isnan(v[c]) for v in ious.values())]
+    keep = [c for c in range(len(class_names)) if any(not np.isnan(v[c]) for v in ious.values())]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(keep) * max(1, len(ious)) / 2 + 2), 3.6))
     width = 0.8 / max(1, len(ious))
     for i, (name, v) in enumerate(ious.items()):
         xs = np.arange(len(keep)) + (i - (len(ious) - 1) / 2) * width
         ax.bar(xs, [100 * np.nan_to_num(v[c]) for c in keep], width, label=name)
-    ax.set_xticks(np.arange(len(keep)), [VOC_SEG_CLASS_NAMES[c] for c in keep], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(np.arange(len(keep)), [class_names[c] for c in keep], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Per-class IoU (seeds at their best background threshold)", fontsize=9)
@@ -446,7 +525,7 @@ def per_class_figure(scores: Sequence[StageScores], path: str) -> dict[str, list
     ax.legend(fontsize=8, ncol=len(ious))
     fig.tight_layout()
     _save(fig, path)
-    return {"classes": [VOC_SEG_CLASS_NAMES[c] for c in keep],
+    return {"classes": [class_names[c] for c in keep],
             **{name: [float(v[c]) for c in keep] for name, v in ious.items()}}
 
 
@@ -472,7 +551,8 @@ def step_maps_at_image_size(steps: dict) -> np.ndarray:
     return F.interpolate(cam, (H, W), mode="bilinear", align_corners=False).clamp(0, 1).numpy()
 
 
-def _frame(image: np.ndarray, maps: np.ndarray, keys: Sequence[int], t: int, T: int, name: str) -> np.ndarray:
+def _frame(image: np.ndarray, maps: np.ndarray, keys: Sequence[int], t: int, T: int, name: str,
+           class_names: Sequence[str] = VOC_SEG_CLASS_NAMES) -> np.ndarray:
     """One animation frame: the image and one overlay per class after step t, rendered by matplotlib (RGB)."""
     h, w = image.shape[:2]
     n = 1 + len(keys)
@@ -481,7 +561,7 @@ def _frame(image: np.ndarray, maps: np.ndarray, keys: Sequence[int], t: int, T: 
     axes[0, 0].set_title(name, fontsize=8)
     for ax, k, m in zip(axes[0, 1:], keys, maps, strict=True):
         ax.imshow(overlay_attribution(image, m))
-        ax.set_title(f"AdvCAM {VOC_SEG_CLASS_NAMES[int(k) + 1]}: step {t + 1}/{T}", fontsize=8)
+        ax.set_title(f"AdvCAM {class_names[int(k) + 1]}: step {t + 1}/{T}", fontsize=8)
     for ax in axes[0]:
         ax.set_axis_off()
     fig.subplots_adjust(left=0.01, right=0.99, top=0.85, bottom=0.02, wspace=0.04)
@@ -491,21 +571,26 @@ def _frame(image: np.ndarray, maps: np.ndarray, keys: Sequence[int], t: int, T: 
     return rgb
 
 
-def climbing_animation(steps_path: str, voc12_root: str, gif_path: str, strip_path: str | None = None,
+def climbing_animation(steps_path: str, data: SegData | str, gif_path: str, strip_path: str | None = None,
                        frame_ms: int = 200) -> dict:
     """The accumulated AdvCAM map after each climbing step as an animated GIF (``gif_path``, looping, the last
     frame held three times as long) and, with ``strip_path``, a still PNG strip of 5 of the steps per class.
+    ``data``: the dataset whose image the steps file is of (or a VOC root).
 
     Returns {"frames": T, "classes": K, "size": (H, W)}."""
+    if isinstance(data, str):
+        data = VOC12(data)
+    class_names = data.seg_class_names
     steps = load_steps(steps_path)
     name = os.path.splitext(os.path.basename(steps_path))[0]
-    image = load_image(voc12_root, name)
+    image = data.load_image(name)
     if tuple(image.shape[:2]) != tuple(int(v) for v in steps["size"]):
-        raise BadInputError(f"{steps_path}: size {steps['size']} but {name}.jpg of {voc12_root} is {image.shape[:2]}")
+        what = f"{name}.jpg of {data.root}" if isinstance(data, VOC12) else data.image_path(name)
+        raise BadInputError(f"{steps_path}: size {steps['size']} but {what} is {image.shape[:2]}")
     maps = step_maps_at_image_size(steps)
     keys = [int(k) for k in np.asarray(steps["keys"])]
     T = maps.shape[0]
-    frames = [_frame(image, maps[t], keys, t, T, name) for t in range(T)]
+    frames = [_frame(image, maps[t], keys, t, T, name, class_names) for t in range(T)]
     with atomic_path(gif_path) as tmp:
         iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=[frame_ms] * (T - 1) + [3 * frame_ms], loop=0)
     if strip_path is not None and keys:
@@ -515,7 +600,7 @@ def climbing_animation(steps_path: str, voc12_root: str, gif_path: str, strip_pa
         for r, k in enumerate(keys):
             for c, t in enumerate(picks):
                 axes[r, c].imshow(overlay_attribution(image, maps[t, r]))
-                axes[r, c].set_title(f"{VOC_SEG_CLASS_NAMES[k + 1]}, after step {t + 1}/{T}", fontsize=8)
+                axes[r, c].set_title(f"{class_names[k + 1]}, after step {t + 1}/{T}", fontsize=8)
                 axes[r, c].set_axis_off()
         fig.suptitle(f"{name}: the accumulated AdvCAM map during the climb (each map max-normalised)", fontsize=9)
         fig.tight_layout()
@@ -551,6 +636,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
+_ROOT_WORDS = {"voc12": "VOC root", "coco14": "COCO 2014 root"}
+_PALETTE_WORDS = {"voc12": "VOC palette", "coco14": "COCO palette (the VOC devkit's colour map over labels 0-80)"}
+
 _CSS = """body{font-family:sans-serif;max-width:1400px;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}
 th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;padding:6px;white-space:pre-wrap;font-size:12px}
@@ -561,25 +649,27 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
                 eval_set: str = "train", seed: int = 0, seg_eval_set: str = "val") -> str:
     """Write ``<report_dir>/report.html`` with its figures beside it (``figures/``); return the HTML's path.
 
-    Evaluates every stage over the ids of ``eval_set`` (the ids that have a file): a split name reads the VOC
-    root's ``ImageSets/Segmentation/<eval_set>.txt``, else the shipped ``voc12/<eval_set>.txt``; a path is read as
-    given (:func:`advcam.evaluation.eval_list_names`). Draws one figure per chosen image, the threshold sweep, the
+    Evaluates every stage over the ids of ``eval_set`` (the ids that have a file) in the run's dataset: a split
+    name reads the VOC root's ``ImageSets/Segmentation/<eval_set>.txt``, else the shipped ``voc12/<eval_set>.txt``
+    (COCO: the shipped ``coco14/train14.txt`` / ``val14.txt``); a path is read as given
+    (:meth:`advcam.datasets.SegData.eval_names`). Draws one figure per chosen image, the threshold sweep, the
     per-class IoU bars and, for every image with climbing steps, the animation; reads settings and timings from the
     run's logs and ``results.json``.
     A segmentation network that predicted another split (``seg_eval_set``, val in the demo) gets its own row.
     """
     os.makedirs(os.path.join(report_dir, "figures"), exist_ok=True)
-    names = eval_list_names(eval_set, folders.voc12_root, "--eval_set")
-    scores = [score_stage(s, folders.voc12_root, names) for s in folders.stages() if s.evaluated]
+    data = folders.data
+    names = data.eval_names(eval_set, "--eval_set")
+    scores = [score_stage(s, data, names) for s in folders.stages() if s.evaluated]
     scores = [s for s in scores if s.names]
     other_split = []  # (split, scores) of the segmentation network when it predicted another split than eval_set
     seg = [s for s in folders.stages() if s.name == "Segmentation"]
     if seg and seg_eval_set != eval_set and not any(s.stage.name == "Segmentation" for s in scores):
         try:
-            seg_names = eval_list_names(seg_eval_set, folders.voc12_root, "seg_eval_set")
+            seg_names = data.eval_names(seg_eval_set, "seg_eval_set")
         except MissingInputError:
             seg_names = []  # no such split: no row for it
-        seg_scores = score_stage(seg[0], folders.voc12_root, seg_names)
+        seg_scores = score_stage(seg[0], data, seg_names)
         if seg_scores.names:
             other_split.append((seg_eval_set, seg_names, seg_scores))
     results = {}
@@ -595,7 +685,8 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
 
     run = f"<code>{html.escape(folders.out)}</code>" if folders.out else "(folders given one by one)"
     parts = [f"<h1>advcam run report</h1><p>Run folder: {run}; "
-             f"VOC root <code>{html.escape(folders.voc12_root)}</code>; evaluated on "
+             f"{_ROOT_WORDS.get(data.name, data.name + ' root')} <code>{html.escape(folders.voc12_root)}</code>; "
+             "evaluated on "
              f"<code>{html.escape(eval_set)}</code> ({len(names)} ids); written "
              f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}.</p>"]
     # results
@@ -620,7 +711,7 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
                      + '<p>Data: <a href="figures/threshold_sweep.csv">threshold_sweep.csv</a></p>')
     if scores:
         fig_rel["iou"] = "figures/per_class_iou.png"
-        per_class = per_class_figure(scores, fig(fig_rel["iou"]))
+        per_class = per_class_figure(scores, fig(fig_rel["iou"]), data.seg_class_names)
         parts.append("<h2>Per-class IoU</h2>" + _img(fig_rel["iou"]) + _table(
             ["class"] + [s.stage.name for s in scores],
             [[c] + [_pct(per_class[s.stage.name][i]) for s in scores] for i, c in enumerate(per_class["classes"])]))
@@ -633,13 +724,14 @@ def make_report(folders: RunFolders, report_dir: str, ids: Sequence[str] | None 
         for f in steps_files:
             n = f[:-4]
             gif, strip = f"figures/climb_{n}.gif", f"figures/climb_{n}.png"
-            info = climbing_animation(os.path.join(folders.steps_dir, f), folders.voc12_root, fig(gif), fig(strip))
+            info = climbing_animation(os.path.join(folders.steps_dir, f), data, fig(gif), fig(strip))
             parts.append(f"<div class='fig'><p>{html.escape(n)}: {info['frames']} steps</p>{_img(gif)}"
                          + (_img(strip) if os.path.isfile(fig(strip)) else "") + "</div>")
     # per-image figures
     shown = choose_ids(folders, names, ids, num_images, seed)
     parts.append(f"<h2>Images</h2><p>Attributions: max over the image's classes, colour map {ATTRIBUTION_CMAP} "
-                 f"(0 dark, 1 yellow) blended {OVERLAY_ALPHA:.0%} over the image. Labels in the VOC palette. Seeds at "
+                 f"(0 dark, 1 yellow) blended {OVERLAY_ALPHA:.0%} over the image. Labels in the "
+                 f"{_PALETTE_WORDS.get(data.name, data.name + ' palette')}. Seeds at "
                  "the stage's best background threshold.</p>")
     for n in shown:
         rel = f"figures/image_{n}.png"

@@ -18,6 +18,7 @@ import time
 from advcam import distributed
 from advcam.datasets import add_dataset_flags, apply_dataset_defaults, check_dataset_root, refuse_unsupported
 from advcam.io import add_cam_format_flag, atomic_path
+from advcam.segmentation import apply_seg_dataset_defaults
 from advcam.semi import add_semi_flags
 from advcam.utils import (
     ArgParser,
@@ -201,17 +202,22 @@ PASS_HELP = {
 def add_seg_flags(p: argparse.ArgumentParser) -> None:
     """The flags of stage 3 (train_seg, make_seg, eval_seg); see docs/segmentation.md."""
     g = p.add_argument_group("stage 3: the segmentation network", "train_seg, make_seg, eval_seg "
-                             "(docs/segmentation.md)")
+                             "(docs/segmentation.md; --dataset coco14: docs/coco.md)")
     g.add_argument("--seg_network", default="deeplab_v2", type=str,
                    help="deeplab_v2 (ResNet-101), deeplabv3_resnet101, deeplabv3_resnet50 or efficientnet_lite0_seg")
-    g.add_argument("--seg_recipe", default="advcam", choices=("advcam", "deeplab-pytorch"),
+    g.add_argument("--seg_recipe", default="advcam", choices=("advcam", "deeplab-pytorch", "coco"),
                    help="advcam: batch 10, 30k iterations, scales 0.5-2.0, balanced CE (AdvCAM#9); deeplab-pytorch: "
-                        "5 x 2 accumulation, 20k iterations, scales 0.5-1.5, plain CE (configs/voc12.yaml)")
+                        "5 x 2 accumulation, 20k iterations, scales 0.5-1.5, plain CE (configs/voc12.yaml); coco: "
+                        "10 x 2 accumulation, 100k iterations, scales 0.5-1.5, plain CE (LPCAM#3) (default: advcam; "
+                        "coco with --dataset coco14)")
     g.add_argument("--seg_label_dir", default=None, type=str,
-                   help="training labels <id>.png; <voc12_root>/SegmentationClass gives the fully supervised "
-                        "baseline (default: --sem_seg_out_dir)")
-    g.add_argument("--seg_train_list", default="voc12/train_aug.txt", type=str, help="images of train_seg")
-    g.add_argument("--seg_infer_list", default="voc12/val.txt", type=str, help="images of make_seg and eval_seg")
+                   help="training labels <id>.png; <voc12_root>/SegmentationClass (coco14: <coco_root>/mask/"
+                        "train2014) gives the fully supervised baseline (default: --sem_seg_out_dir)")
+    g.add_argument("--seg_train_list", default="voc12/train_aug.txt", type=str,
+                   help="images of train_seg (default: voc12/train_aug.txt; coco14/train14.txt with --dataset coco14)")
+    g.add_argument("--seg_infer_list", default="voc12/val.txt", type=str,
+                   help="images of make_seg and eval_seg (default: voc12/val.txt; coco14/val14.txt with --dataset "
+                        "coco14)")
     g.add_argument("--seg_pretrained", default=None, type=str,
                    help="a torchvision ResNet ImageNet state dict; 'none' trains from scratch (default: "
                         "torchvision's download)")
@@ -224,7 +230,8 @@ def add_seg_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seg_loss", default=None, choices=("balanced", "ce"),
                    help="balanced or plain cross-entropy (default: the recipe's)")
     g.add_argument("--seg_crop_size", default=321, type=int, help="random crop of train_seg")
-    g.add_argument("--seg_learning_rate", default=2.5e-4, type=float, help="backbone lr; head weights 10x, biases 20x")
+    g.add_argument("--seg_learning_rate", default=2.5e-4, type=float,
+                   help="backbone lr; head weights 10x, biases 20x (default: 2.5e-4; 2e-4 with --dataset coco14)")
     g.add_argument("--seg_momentum", default=0.9, type=float, help="SGD momentum")
     g.add_argument("--seg_weight_decay", default=5e-4, type=float, help="weight decay")
     g.add_argument("--seg_poly_power", default=0.9, type=float, help="power of the poly learning-rate decay")
@@ -246,7 +253,8 @@ def add_seg_flags(p: argparse.ArgumentParser) -> None:
                    help="make_seg also averages the mirrored image")
     g.add_argument("--seg_export_test", default=None, type=str, metavar="DIR",
                    help="make_seg also predicts --seg_test_list into DIR/results/VOC2012/Segmentation/"
-                        "comp6_test_cls/ and packs DIR/results.tgz for the VOC evaluation server (default: no export)")
+                        "comp6_test_cls/ and packs DIR/results.tgz for the VOC evaluation server, --dataset voc12 "
+                        "only (default: no export)")
     g.add_argument("--seg_test_root", default=None, type=str,
                    help="VOC2012 test folder of --seg_export_test (default: --voc12_root)")
     g.add_argument("--seg_test_list", default="voc12/test.txt", type=str, help="images of --seg_export_test")
@@ -264,7 +272,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"{parser.prog}: error: nothing to do: switch passes on, e.g. --train_cam_pass True "
                        "--make_cam_pass True --eval_cam_pass True\n")
     refuse_unsupported(args, parser, COCO_NOT_YET)
-    apply_dataset_defaults(args, parser, {"train_list": "train", "val_list": "val", "infer_list": "infer"}, argv)
+    apply_dataset_defaults(args, parser, {"train_list": "train", "val_list": "val", "infer_list": "infer",
+                                          "seg_train_list": "seg_train", "seg_infer_list": "seg_infer"}, argv)
+    apply_seg_dataset_defaults(args, argv)  # stage 3's dataset defaults (coco14: LPCAM#3's recipe and lr)
     if not check_dataset_root(args, parser):
         check_voc12_root(args.voc12_root, parser, parser.prog)
     if os.path.dirname(args.log_name):
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-COCO_NOT_YET = ("eval_ins_seg", "train_seg", "train_semi", "make_seg", "eval_seg")  # voc12 only for now
+COCO_NOT_YET = ("eval_ins_seg",)  # voc12 only for now
 
 OUTPUT_DIRS = {  # the folders each writing pass fills (the evaluations write none)
     "train_cam": lambda a: [os.path.dirname(a.cam_weights_name)],

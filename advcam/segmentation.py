@@ -10,6 +10,10 @@
   with gradient accumulation, checkpoints and resumption;
 - multi-scale + flip inference and the VOC test-server export.
 
+Images and ground truth come through the data layer (:mod:`advcam.datasets`): a VOC root (a plain path, as before)
+or any :class:`~advcam.datasets.SegData` (``--dataset coco14``: 81 labels); :data:`SEG_DATASET_DEFAULTS` holds the
+stage-3 flags whose default differs for a dataset (docs/coco.md, "Stage 3").
+
 The numeric core takes explicit parameters; the passes translate the command line.
 """
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import importlib
 import logging
 import os
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,15 +37,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from advcam import distributed, imutils
+from advcam.datasets import VOC12, SegData
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import atomic_path, load_label_png, save_png, save_torch
 from advcam.io import load_checkpoint as read_torch_file
 from advcam.voc12 import IGNORE_LABEL, VOC_PALETTE
-from advcam.voc12.dataloader import load_image
 
 log = logging.getLogger("advcam.segmentation")
 
 NUM_CLASSES = 21
+"""VOC's segmentation labels (background + 20); a dataset's own count is ``SegData.num_seg_classes`` (81 for COCO)."""
 
 SEG_NETWORKS: dict[str, str] = {
     "deeplab_v2": "DeepLab-v2 ResNet-101 (output stride 8, ASPP-v2 rates 6/12/18/24, frozen BN)",
@@ -72,7 +78,39 @@ RECIPES: dict[str, Recipe] = {
     "advcam": Recipe(10, 1, 30000, (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0), "balanced"),
     # kazuto1011/deeplab-pytorch configs/voc12.yaml: 5 x ITER_SIZE 2, 20k, scales 0.5..1.5, plain CE
     "deeplab-pytorch": Recipe(5, 2, 20000, (0.5, 0.75, 1.0, 1.25, 1.5), "ce"),
+    # zhaozhengChen/LPCAM#3, the IRN family's COCO config of deeplab-pytorch: BATCH_SIZE 10 x ITER_SIZE 2, ITER_MAX
+    # 100k, scales 0.5..1.5 (its LR 2e-4 is SEG_DATASET_DEFAULTS'); deeplab-pytorch's loss, plain CE
+    "coco": Recipe(10, 2, 100000, (0.5, 0.75, 1.0, 1.25, 1.5), "ce"),
 }
+
+SEG_DATASET_DEFAULTS: dict[str, dict[str, object]] = {
+    # LPCAM#3 (docs/coco.md, "Stage 3"): its recipe, and SOLVER.LR 2e-4 instead of VOC's 2.5e-4
+    "coco14": {"seg_recipe": "coco", "seg_learning_rate": 2e-4},
+}
+"""Stage-3 flags whose default differs for a dataset (``--dataset``); VOC keeps run_sample.py's defaults."""
+
+
+def apply_seg_dataset_defaults(args, argv: Sequence[str] | None = None) -> None:
+    """Every flag of :data:`SEG_DATASET_DEFAULTS` for ``args.dataset`` that the command line ``argv`` (default
+    ``sys.argv[1:]``) does not give takes the dataset's value (a flag given always wins)."""
+    defaults = SEG_DATASET_DEFAULTS.get(getattr(args, "dataset", None) or "voc12", {})
+    argv = sys.argv[1:] if argv is None else argv
+    given = {a.split("=", 1)[0][2:] for a in argv if a.startswith("--")}
+    for flag, value in defaults.items():
+        if hasattr(args, flag) and flag not in given:
+            setattr(args, flag, value)
+
+
+def seg_data(root: str | SegData) -> SegData:
+    """The dataset of ``root``: a :class:`~advcam.datasets.SegData` as given, a plain path as a VOC root."""
+    return root if isinstance(root, SegData) else VOC12(root)
+
+
+def check_test_export(data: SegData, export_dir: str | None) -> None:
+    """Refuse ``--seg_export_test`` (the VOC evaluation server's format) for a dataset other than VOC."""
+    if export_dir and data.name != "voc12":
+        raise BadInputError(f"--seg_export_test {export_dir}: the test-server export is PASCAL VOC's (comp6, 21 "
+                            f"labels) and does not apply to --dataset {data.name}; leave the flag out")
 
 
 def resolve_recipe(recipe: str, batch_size: int | None = None, iter_size: int | None = None,
@@ -200,7 +238,8 @@ def label_path(label_dir: str, name: str) -> str:
 
 
 def load_label(label_dir: str, name: str, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """A training label map (uint8 0..num_classes-1, 255 ignored): a pseudo-mask PNG or a (palette) ground truth."""
+    """A training label map (uint8 0..num_classes-1, 255 ignored): a pseudo-mask PNG or a (palette) ground truth;
+    ``num_classes``: the dataset's label count (21 VOC, 81 COCO)."""
     path = label_path(label_dir, name)
     label = load_label_png(path, "label", "rerun make_sem_seg, or point --seg_label_dir at a folder of label PNGs")
     if label.dtype != np.uint8:
@@ -237,16 +276,18 @@ def augment(img: np.ndarray, label: np.ndarray, rng: np.random.Generator, scales
 
 
 class SegTrainDataset(Dataset):
-    """Training crops of ``names`` with their ``<label_dir>/<id>.png`` labels.
+    """Training crops of ``names`` (images of ``voc12_root``: a VOC root, or any dataset of
+    :mod:`advcam.datasets`) with their ``<label_dir>/<id>.png`` labels (0 .. the dataset's label count - 1, 255).
 
     Indexed by a ``(image index, stream position)`` key: the augmentation draws from a generator seeded with
     (seed, position), so a sample depends on nothing but the key. Returns {"name", "img" float [3, crop, crop],
     "label" int64 [crop, crop]}.
     """
 
-    def __init__(self, names: list[str], voc12_root: str, label_dir: str, crop_size: int,
+    def __init__(self, names: list[str], voc12_root: str | SegData, label_dir: str, crop_size: int,
                  scales: Sequence[float], seed: int, flip: bool = True):
-        self.names, self.voc12_root, self.label_dir = list(names), voc12_root, label_dir
+        self.data = seg_data(voc12_root)
+        self.names, self.voc12_root, self.label_dir = list(names), self.data.root, label_dir
         self.crop_size, self.scales, self.seed, self.flip = int(crop_size), tuple(scales), int(seed), flip
 
     def __len__(self) -> int:
@@ -255,11 +296,11 @@ class SegTrainDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         idx, pos = key
         name = self.names[idx]
-        img = load_image(self.voc12_root, name)
-        label = load_label(self.label_dir, name)
+        img = self.data.load_image(name)
+        label = load_label(self.label_dir, name, self.data.num_seg_classes)
         if label.shape != img.shape[:2]:
             raise BadInputError(f"{label_path(self.label_dir, name)} is {label.shape}, its image is "
-                                f"{img.shape[:2]}: the labels do not belong to this --voc12_root")
+                                f"{img.shape[:2]}: the labels do not belong to this {self.data.root_flag}")
         rng = np.random.default_rng([self.seed, pos])
         img, label = augment(img, label, rng, self.scales, self.crop_size, self.flip)
         return {"name": name, "img": torch.from_numpy(img.transpose(2, 0, 1).copy()),
@@ -516,9 +557,9 @@ def predict_probs(model: nn.Module, img: torch.Tensor, scales: Sequence[float] =
     return total / count
 
 
-def image_tensor(voc12_root: str, name: str) -> tuple[np.ndarray, torch.Tensor]:
-    """(RGB uint8 image, normalised float tensor [3, H, W]) of one image."""
-    img = load_image(voc12_root, name)
+def image_tensor(voc12_root: str | SegData, name: str) -> tuple[np.ndarray, torch.Tensor]:
+    """(RGB uint8 image, normalised float tensor [3, H, W]) of one image of a VOC root or a dataset."""
+    img = seg_data(voc12_root).load_image(name)
     return img, torch.from_numpy(imutils.normalize(img).transpose(2, 0, 1).copy())
 
 
@@ -531,7 +572,8 @@ def load_seg_weights(model: nn.Module, path: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise BadInputError(f"{path} does not fit the network of --seg_network: {str(e).splitlines()[0]}") from None
+        raise BadInputError(f"{path} does not fit the network of --seg_network and --dataset (its class count): "
+                            f"{str(e).splitlines()[0]}") from None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Semi-supervised segmentation the AdvCAM way: CCT (:mod:`advcam.cct`) trained on a few pixel-labelled images and,
 for the rest of train_aug, their AdvCAM masks as weak labels.
 
-- the data: the labelled list (a file, or a shipped split by its size: ``advcam/data/voc12/semi/labeled_<N>.txt``),
-  the unlabelled list = train_aug minus it, and the unlabelled training set, which reads an image and its weak mask
-  and never the image's ground truth;
+- the data, read through the data layer (:mod:`advcam.datasets`: images, ground truth and class count of
+  ``--dataset``): the labelled list (a file, or for VOC a shipped split by its size:
+  ``advcam/data/voc12/semi/labeled_<N>.txt``), the unlabelled list = the training list minus it, and the training
+  set, which reads an image with its ground truth (labelled) or its weak mask (unlabelled; never its ground truth);
 - :func:`cct_step`, one training step's losses in the three modes of the same code: supervised only (no unlabelled
   batch), CCT (an unlabelled batch, no weak masks) and CCT with weak labels (weak masks given: the weak-label loss
   is on whenever masks are given).
@@ -25,30 +26,29 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from advcam import distributed
+from advcam import distributed, imutils
 from advcam.cct import RAMP_UP, UNSUP_WEIGHT, WEAK_WEIGHT, cct_param_groups, consistency_loss, sigmoid_rampup
+from advcam.datasets import SegData, get_dataset
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import save_torch
 from advcam.metrics import confusion_matrix, mean_iou
 from advcam.segmentation import (
-    SegTrainDataset,
     StreamBatchSampler,
     _iteration_seed,
     augment,
     bf16_autocast,
     build_seg_network,
-    image_tensor,
     label_path,
     load_checkpoint,
+    load_label,
     poly_scheduler,
     predict_probs,
 )
 from advcam.utils import float_list, str2bool
 from advcam.voc12 import IGNORE_LABEL
-from advcam.voc12.dataloader import load_image, load_seg_label
 
 log = logging.getLogger("advcam.semi")
 
@@ -60,16 +60,22 @@ SEMI_MODES: tuple[str, ...] = ("supervised", "cct", "cct_weak")
 
 SEMI_NETWORKS: tuple[str, ...] = ("cct_resnet50", "cct_resnet50_deepstem", "cct_efficientnet_lite0")
 
+DEFAULT_LISTS: dict[str, str] = {"train": "voc12/train_aug.txt", "val": "voc12/val.txt"}
+"""``--semi_train_list`` / ``--semi_val_list`` defaults (VOC's); another dataset's lists by role: :func:`semi_lists`."""
+
 __all__ = ["RAMP_UP", "SEMI_MODES", "SEMI_NETWORKS", "SHIPPED_SPLITS", "SemiTrainDataset", "add_semi_flags",
-           "build_semi_network", "cct_step", "check_weak_masks", "inference_state", "naive_mix_labels",
-           "semi_split_path", "train_cct", "unlabeled_names", "validate"]
+           "as_dataset", "build_semi_network", "cct_step", "check_weak_masks", "inference_state", "naive_mix_labels",
+           "semi_lists", "semi_split_path", "train_cct", "unlabeled_names", "validate"]
 
 
-def semi_split_path(value: str) -> str:
-    """The labelled list that ``--semi_labeled_list`` names: an existing file, or a shipped split by its size
-    (``1464``, ``labeled_1464`` or ``labeled_1464.txt``)."""
+def semi_split_path(value: str, dataset: str = "voc12") -> str:
+    """The labelled list that ``--semi_labeled_list`` names: an existing file, or for ``voc12`` a shipped split by
+    its size (``1464``, ``labeled_1464`` or ``labeled_1464.txt``)."""
     if os.path.isfile(value):
         return value
+    if dataset != "voc12":
+        raise MissingInputError(f"--semi_labeled_list {value}: no such file; for --dataset {dataset} give a list "
+                                "file of the pixel-labelled image ids, one a line (the shipped splits are VOC's)")
     m = re.fullmatch(r"(?:labeled_)?(\d+)(?:\.txt)?", os.path.basename(value))
     if m and int(m.group(1)) in SHIPPED_SPLITS:
         from advcam.data import shipped_file
@@ -79,6 +85,15 @@ def semi_split_path(value: str) -> str:
     sizes = ", ".join(str(n) for n in SHIPPED_SPLITS)
     raise MissingInputError(f"--semi_labeled_list {value}: no such file and not a shipped split; give a list of "
                             f"VOC ids (one a line) or a shipped split's size ({sizes})")
+
+
+def semi_lists(data: SegData, train_list: str, val_list: str) -> tuple[str, str]:
+    """(training list, validation list) of ``data``: the flags' values, where a flag left at its VOC default names
+    the dataset's own list of that role (COCO: ``coco14/train14.txt``, ``coco14/val14.txt``)."""
+    if data.name == "voc12":
+        return train_list, val_list
+    return (data.default_lists["seg_train"] if train_list == DEFAULT_LISTS["train"] else train_list,
+            data.default_lists["seg_infer"] if val_list == DEFAULT_LISTS["val"] else val_list)
 
 
 def unlabeled_names(train_names: Sequence[str], labeled_names: Sequence[str],
@@ -98,22 +113,61 @@ def unlabeled_names(train_names: Sequence[str], labeled_names: Sequence[str],
     return rest
 
 
-class SemiTrainDataset(SegTrainDataset):
-    """Training crops of unlabelled images with their weak masks ``<weak_dir>/<id>.png`` (the same augmentation,
-    keys and seeding as :class:`~advcam.segmentation.SegTrainDataset`). With ``weak_dir`` None (CCT without weak
-    labels) the label is all 255 and no label file is opened. The ground truth is never read."""
+def as_dataset(data: SegData | str) -> SegData:
+    """``data``, or the VOC 2012 description of the root ``data`` when it is a path."""
+    return data if isinstance(data, SegData) else get_dataset("voc12", data)
 
-    def __init__(self, names: list[str], voc12_root: str, weak_dir: str | None, crop_size: int,
-                 scales: Sequence[float], seed: int, flip: bool = True):
-        super().__init__(names, voc12_root, weak_dir, crop_size, scales, seed, flip)
+
+class SemiTrainDataset(Dataset):
+    """Training crops of ``names``, images of ``data`` (a :class:`~advcam.datasets.SegData`, or a VOC root), with
+    labels from one source: ``<label_dir>/<id>.png`` (the weak masks of the unlabelled images, or a folder of ground
+    truth), the dataset's own ground truth (``ground_truth``; ``label_dir`` None), or none (``label_dir`` None: every
+    pixel 255, no label file opened; CCT without weak labels). An unlabelled set never reads the ground truth.
+
+    Indexed by an ``(image index, stream position)`` key; the augmentation (:func:`advcam.segmentation.augment`)
+    draws from a generator seeded with (seed, position), as :class:`~advcam.segmentation.SegTrainDataset`, so a
+    sample depends on nothing but the key. Returns {"name", "img" float [3, crop, crop], "label" int64 [crop, crop]}.
+    """
+
+    def __init__(self, names: Sequence[str], data: SegData | str, label_dir: str | None, crop_size: int,
+                 scales: Sequence[float], seed: int, flip: bool = True, ground_truth: bool = False):
+        if ground_truth and label_dir is not None:
+            raise ValueError("labels from a folder or from the ground truth, not both")
+        self.names, self.data, self.label_dir = list(names), as_dataset(data), label_dir
+        self.ground_truth = ground_truth
+        self.crop_size, self.scales, self.seed, self.flip = int(crop_size), tuple(scales), int(seed), flip
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def label_file(self, name: str) -> str | None:
+        """The label file of ``name`` (None when the set has no labels)."""
+        if self.ground_truth:
+            return self.data.gt_path(name)
+        return None if self.label_dir is None else label_path(self.label_dir, name)
+
+    def _label(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        n = self.data.num_seg_classes
+        if self.label_dir is not None:
+            label = load_label(self.label_dir, name, n)
+        elif self.ground_truth:
+            label = self.data.load_seg_label(name)
+            bad = (label >= n) & (label != IGNORE_LABEL)
+            if label.dtype != np.uint8 or bad.any():
+                raise BadInputError(f"{self.data.gt_path(name)}: not a ground-truth map of {self.data.name} (classes "
+                                    f"0-{n - 1} and {IGNORE_LABEL} in uint8)")
+        else:
+            return np.full(shape, IGNORE_LABEL, np.uint8)
+        if label.shape != shape:
+            raise BadInputError(f"{self.label_file(name)} is {label.shape}, its image is {shape}: the labels do not "
+                                f"belong to this {self.data.root_flag}")
+        return label
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        if self.label_dir is not None:
-            return super().__getitem__(key)
         idx, pos = key
         name = self.names[idx]
-        img = load_image(self.voc12_root, name)
-        label = np.full(img.shape[:2], IGNORE_LABEL, np.uint8)
+        img = self.data.load_image(name)
+        label = self._label(name, img.shape[:2])
         rng = np.random.default_rng([self.seed, pos])
         img, label = augment(img, label, rng, self.scales, self.crop_size, self.flip)
         return {"name": name, "img": torch.from_numpy(img.transpose(2, 0, 1).copy()),
@@ -186,9 +240,11 @@ def cct_step(model: nn.Module, labeled_batch: tuple[torch.Tensor, torch.Tensor],
 # --------------------------------------------------------------------------------------------------
 
 
-def build_semi_network(network: str, pretrained: str | None, mode: str) -> tuple[nn.Module, str]:
+def build_semi_network(network: str, pretrained: str | None, mode: str,
+                       num_classes: int = 21) -> tuple[nn.Module, str]:
     """(CCT model, description of its initialisation) for ``--semi_network`` in ``mode``: the 30 auxiliary
-    decoders for "cct"/"cct_weak", none for "supervised". ``pretrained`` as ``--seg_pretrained``."""
+    decoders for "cct"/"cct_weak", none for "supervised"; ``num_classes`` segmentation labels (background
+    included). ``pretrained`` as ``--seg_pretrained``."""
     if network.split(".")[-1] not in SEMI_NETWORKS:
         raise BadInputError(f"--semi_network {network!r}: choose one of {', '.join(SEMI_NETWORKS)}")
     if mode not in SEMI_MODES:
@@ -196,7 +252,7 @@ def build_semi_network(network: str, pretrained: str | None, mode: str) -> tuple
     if network.split(".")[-1] == "cct_resnet50_deepstem" and pretrained in (None, "torchvision"):
         raise BadInputError(f"--semi_network {network}: its ImageNet weights cannot be downloaded; pass "
                             "--semi_pretrained 3x3resnet50-imagenet.pth (CCT's deep-stem file) or none")
-    model, init = build_seg_network(network, pretrained)
+    model, init = build_seg_network(network, pretrained, num_classes)
     if mode == "supervised":
         model.aux_decoders = nn.ModuleList()  # the same network, trained on the labelled batch alone
     return model, init
@@ -241,28 +297,33 @@ def naive_mix_labels(out_dir: str, labeled: Sequence[str], gt_dir: str, unlabele
 
 
 @torch.no_grad()
-def validate(model: nn.Module, voc12_root: str, names: Sequence[str], amp: bool = True) -> float:
-    """Single-scale, no-flip mIoU (0-1, over the 21 classes, from the confusion matrix summed over the images) of
-    the main decoder on ``names`` against the ground truth, as CCT's in-training validation. Under torchrun each
-    rank predicts its shard and the matrices are summed. ``model`` is put in eval mode and left so."""
+def validate(model: nn.Module, data: SegData | str, names: Sequence[str], amp: bool = True) -> float:
+    """Single-scale, no-flip mIoU (0-1, over the dataset's segmentation classes, from the confusion matrix summed
+    over the images) of the main decoder on ``names`` of ``data`` (or a VOC root) against the ground truth, as CCT's
+    in-training validation. Under torchrun each rank predicts its shard and the matrices are summed. ``model`` is
+    put in eval mode and left so."""
+    data = as_dataset(data)
     model.eval()
     preds, gts = [], []
     for name in distributed.shard(list(names)):
-        _, x = image_tensor(voc12_root, name)
+        x = torch.from_numpy(imutils.normalize(data.load_image(name)).transpose(2, 0, 1).copy())
         preds.append(predict_probs(model, x, (1.0,), flip=False, amp=amp).argmax(0).cpu().numpy())
-        gts.append(load_seg_label(voc12_root, name))
-    conf = confusion_matrix(preds, gts) if preds else np.zeros((21, 21), np.int64)
+        gts.append(data.load_seg_label(name))
+    n = data.num_seg_classes
+    conf = confusion_matrix(preds, gts, n) if preds else np.zeros((n, n), np.int64)
     return float(mean_iou(distributed.all_reduce_sum(conf)))
 
 
-def train_cct(model: nn.Module, labeled: SegTrainDataset, unlabeled: SemiTrainDataset | None, *, mode: str,
+def train_cct(model: nn.Module, labeled: Dataset, unlabeled: SemiTrainDataset | None, *, mode: str,
               batch_size: int, unlabeled_batch_size: int, num_iters: int, rampup_iters: int, lr: float,
               backbone_lr: float, momentum: float, weight_decay: float, power: float, unsup_weight: float,
               weak_weight: float, checkpoint_path: str, checkpoint_every: int, device: torch.device,
               num_workers: int = 0, amp: bool = True, val: Callable[[nn.Module], float] | None = None,
               val_every: int = 0, best_path: str | None = None, config: dict | None = None) -> dict:
-    """Train ``model`` (a :class:`~advcam.cct.CCTModel`) for ``num_iters`` steps of ``batch_size`` labelled crops
-    (+ ``unlabeled_batch_size`` unlabelled ones unless ``mode`` is "supervised"; weak masks in "cct_weak"): SGD
+    """Train ``model`` (a :class:`~advcam.cct.CCTModel`) for ``num_iters`` steps of ``batch_size`` labelled crops of
+    ``labeled`` (a :class:`SemiTrainDataset`, or any set of keyed crops with a ``seed``, such as
+    :class:`~advcam.segmentation.SegTrainDataset`), plus ``unlabeled_batch_size`` unlabelled ones unless ``mode``
+    is "supervised" (their weak masks in "cct_weak"): SGD
     (``lr`` for the PSP and decoders, ``backbone_lr`` for the backbone), poly schedule, losses of :func:`cct_step`.
 
     Both streams are :class:`~advcam.segmentation.StreamBatchSampler` streams of their own seeds: the labelled one
@@ -412,16 +473,19 @@ def add_semi_flags(p: argparse.ArgumentParser) -> None:
                    help="cct_resnet50's torchvision ResNet-50 ImageNet state dict (default: torchvision's download; "
                         "'none': from scratch); cct_resnet50_deepstem's 3x3resnet50-imagenet.pth (required, or "
                         "'none'); cct_efficientnet_lite0 always starts from its pip weights")
-    g.add_argument("--semi_train_list", default="voc12/train_aug.txt", type=str,
-                   help="all training images; the unlabelled ones are this list minus --semi_labeled_list")
+    g.add_argument("--semi_train_list", default=DEFAULT_LISTS["train"], type=str,
+                   help="all training images; the unlabelled ones are this list minus --semi_labeled_list "
+                        "(--dataset coco14: default coco14/train14.txt)")
     g.add_argument("--semi_labeled_list", default="1464", type=str,
-                   help="the pixel-labelled images: a list file, or a shipped split by size (60, 100, 200, 300, 500, "
-                        "800, 1000, 1464 = VOC train; also labeled_<N>)")
+                   help="the pixel-labelled images: a list file, or for VOC a shipped split by size (60, 100, 200, "
+                        "300, 500, 800, 1000, 1464 = VOC train; also labeled_<N>)")
     g.add_argument("--semi_label_dir", default=None, type=str,
-                   help="ground truth <id>.png of the labelled images (default: <voc12_root>/SegmentationClass)")
+                   help="a folder of the labelled images' ground truth <id>.png (default: the dataset's own, "
+                        "<voc12_root>/SegmentationClass for VOC)")
     g.add_argument("--semi_weak_label_dir", default=None, type=str,
                    help="weak masks <id>.png of the unlabelled images (default: --sem_seg_out_dir)")
-    g.add_argument("--semi_val_list", default="voc12/val.txt", type=str, help="images of the in-training validation")
+    g.add_argument("--semi_val_list", default=DEFAULT_LISTS["val"], type=str,
+                   help="images of the in-training validation (--dataset coco14: default coco14/val14.txt)")
     g.add_argument("--semi_batch_size", default=10, type=int, help="labelled crops per step")
     g.add_argument("--semi_unlabeled_batch_size", default=10, type=int, help="unlabelled crops per step")
     g.add_argument("--semi_crop_size", default=320, type=int, help="random crop (a multiple of 8)")

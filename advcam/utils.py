@@ -255,14 +255,31 @@ def run_cli(main, prog: str | None = None) -> None:
         sys.exit(2)
 
 
+IMAGE_FOLDERS: dict[str, str] = {"voc12": "JPEGImages/", "coco14": "train2014/ and val2014/"}
+"""Where a dataset's root keeps its images (named in the messages about unreadable images)."""
+
+
+def dataset_root_words(args) -> str:
+    """``--voc12_root DIR and its JPEGImages/`` or, for ``--dataset coco14``, ``--coco_root DIR and its train2014/
+    and val2014/``: the flag, root and image folders of the dataset that ``args`` reads."""
+    name = getattr(args, "dataset", None) or "voc12"
+    if name == "coco14":
+        from advcam.datasets import default_coco_root
+
+        flag, root = "--coco_root", getattr(args, "coco_root", None) or default_coco_root()
+    else:
+        flag, root = "--voc12_root", getattr(args, "voc12_root", None)
+    return f"{flag} {root} and its {IMAGE_FOLDERS.get(name, 'image folders')}"
+
+
 def check_all_unreadable(stats: dict, args) -> None:
     """Refuse a CAM pass that wrote nothing because every image it tried was unreadable (``--skip_bad_images
-    True`` skips them one by one): ``stats`` is what :func:`advcam.cam_loop.run_cam_pass` returns."""
+    True`` skips them one by one): ``stats`` is what :func:`advcam.cam_loop.run_cam_pass` returns. The message
+    names the root flag of the run's dataset (``--voc12_root``, or ``--coco_root`` for ``--dataset coco14``)."""
     if stats.get("bad") and not stats.get("images"):
         raise BadInputError(
             f"none of the {stats['bad']} images to do of --train_list {args.train_list} could be read (each is "
-            f"logged above), so nothing was written to {args.cam_out_dir}: check --voc12_root {args.voc12_root} "
-            "and its JPEGImages/")
+            f"logged above), so nothing was written to {args.cam_out_dir}: check {dataset_root_words(args)}")
 
 
 def check_voc12_root(root: str, parser: argparse.ArgumentParser, prog: str) -> None:

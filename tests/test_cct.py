@@ -274,14 +274,14 @@ def test_cct_step_modes_and_weights():
     ul, weak = toy_batch(seed=1)
     sup_model = tiny_cct(aux=())
     out = semi.cct_step(sup_model, (img, label), None, None, 0, rampup_iters=10)
-    assert out["w_unsup"] == out["w_weak"] == 0.0 and float(out["total"]) == float(out["sup"])
+    assert out["w_unsup"] == out["w_weak"] == 0.0 and float(out["total"].detach()) == float(out["sup"].detach())
     model = tiny_cct()
     torch.manual_seed(0)
     no_weak = semi.cct_step(model, (img, label), ul, None, 5, rampup_iters=10)
     assert no_weak["w_unsup"] == pytest.approx(30 * math.exp(-1.25)) and no_weak["w_weak"] == 0.0
     torch.manual_seed(0)
     with_weak = semi.cct_step(model, (img, label), ul, weak, 5, rampup_iters=10)
-    assert with_weak["w_weak"] == pytest.approx(0.4 * math.exp(-1.25)) and float(with_weak["weak"]) > 0
+    assert with_weak["w_weak"] == pytest.approx(0.4 * math.exp(-1.25)) and float(with_weak["weak"].detach()) > 0
     torch.testing.assert_close(with_weak["total"], with_weak["sup"] + with_weak["w_unsup"] * with_weak["unsup"]
                                + with_weak["w_weak"] * with_weak["weak"])
     torch.testing.assert_close(with_weak["unsup"], no_weak["unsup"])  # same seed: same perturbations
@@ -471,3 +471,131 @@ def test_deep_stem_network_trains_from_ccts_file_and_plugs_into_make_seg(tmp_pat
     inference, _ = build_seg_network("cct_resnet50_deepstem", "none")
     inference.load_state_dict(inference_state(model))  # what make_seg / eval_seg do with --seg_weights_name
     assert torch.equal(inference.backbone.stem[0].weight, source.stem[0].weight)
+
+
+# --------------------------------------------------------------------------------------------------
+# through the data layer (advcam.datasets): VOC as before, COCO's 81 classes
+# --------------------------------------------------------------------------------------------------
+
+
+def test_labelled_set_is_segtrain_dataset_item_for_item(tmp_path):
+    """The labelled crops read through the data layer (the dataset's ground truth, or a folder of it) are, key for
+    key, those of advcam.segmentation.SegTrainDataset, which train_semi read before: VOC behaviour unchanged."""
+    from conftest import write_tiny_voc
+
+    from advcam.datasets import VOC12
+    from advcam.segmentation import SegTrainDataset
+
+    root = write_tiny_voc(str(tmp_path / "voc"))
+    names = open(os.path.join(root, "ImageSets/Segmentation/train_aug.txt")).read().split()
+    gt = os.path.join(root, "SegmentationClass")
+    scales = (0.75, 1.0, 1.25)
+    ref = SegTrainDataset(names, root, gt, 40, scales, 5)
+    via_gt = semi.SemiTrainDataset(names, VOC12(root), None, 40, scales, 5, ground_truth=True)
+    via_dir = semi.SemiTrainDataset(names, root, gt, 40, scales, 5)
+    assert via_gt.label_file(names[2]) == via_dir.label_file(names[2]) == os.path.join(gt, names[2] + ".png")
+    labels = set()
+    for key in ((0, 0), (3, 1), (7, 11), (2, 40), (5, 3)):
+        a = ref[key]
+        labels |= set(a["label"].unique().tolist())
+        for b in (via_gt[key], via_dir[key]):
+            assert b["name"] == a["name"]
+            assert torch.equal(b["img"], a["img"]) and torch.equal(b["label"], a["label"])
+    assert 0 in labels and 255 in labels and len(labels) > 2  # background, objects and ignored pixels compared
+    with pytest.raises(ValueError, match="not both"):
+        semi.SemiTrainDataset(names, root, gt, 40, scales, 5, ground_truth=True)
+
+
+@pytest.fixture(scope="module")
+def toy_coco(tmp_path_factory):
+    """A toy COCO 2014 root (6 train, 3 val images; category ids up to 90, i.e. labels up to 80) with its masks."""
+    from advcam.tools import make_coco_masks
+    from advcam.tools.make_toy_coco import make_toy_coco
+
+    root = str(tmp_path_factory.mktemp("coco"))
+    make_toy_coco(root, n_train=6, n_val=3, seed=2)
+    for split in ("train2014", "val2014"):
+        assert make_coco_masks.main(["--coco_root", root, "--split", split]) == 0
+    return root
+
+
+class _Background(nn.Module):
+    """Predicts background everywhere (num_classes logits, class 0 highest)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes, self.p = num_classes, nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.num_classes, *x.shape[2:])
+        out[:, 0] = 1.0
+        return out + self.p
+
+
+def test_coco_labels_and_validation_through_the_data_layer(toy_coco):
+    """COCO: the labelled crop at scale 1 without flip is the padded ground-truth mask itself (labels up to 80),
+    and the validation mIoU over 81 classes of a background-only model is, by hand, the background IoU (its share of
+    the labelled pixels) divided by 1 + the number of foreground classes present."""
+    from advcam.datasets import COCO14
+
+    data = COCO14(toy_coco)
+    names = data.read_list(os.path.join(toy_coco, "train14.txt"))
+    ds = semi.SemiTrainDataset(names, data, None, 128, (1.0,), 0, flip=False, ground_truth=True)
+    top = 0
+    for i, n in enumerate(names):
+        gt = data.load_seg_label(n)
+        label = ds[(i, i)]["label"].numpy()
+        h, w = gt.shape
+        assert np.array_equal(label[:h, :w], gt) and (label[h:] == 255).all() and (label[:, w:] == 255).all()
+        top = max(top, int(gt[gt != 255].max()))
+    assert top > 20  # a label that a 21-class VOC model could not hold
+    val = data.read_list(os.path.join(toy_coco, "val14.txt"))
+    gts = [data.load_seg_label(n) for n in val]
+    valid = np.concatenate([g[g != 255] for g in gts])
+    expected = (valid == 0).mean() / (1 + len(set(valid.tolist()) - {0}))
+    assert semi.validate(_Background(81), data, val, amp=False) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(MissingInputError, match="coco14"):
+        semi.semi_split_path("1464", "coco14")
+    assert semi.semi_lists(data, "voc12/train_aug.txt", "voc12/val.txt") == ("coco14/train14.txt",
+                                                                           "coco14/val14.txt")
+    assert semi.semi_lists(data, "a.txt", "b.txt") == ("a.txt", "b.txt")
+
+
+@pytest.mark.slow
+def test_train_semi_pass_on_coco_never_reads_unlabelled_ground_truth(toy_coco, tmp_path):
+    """The train_semi pass with --dataset coco14 (its run(args), as run_sample would call it): an 81-class CCT
+    trains on 3 labelled images with the dataset's ground truth and 3 unlabelled ones with weak masks, whose
+    ground-truth masks are garbage here; its in-training validation scores the val list."""
+    import shutil
+
+    from advcam import run_sample
+    from advcam.datasets import COCO14
+    from advcam.steps import train_semi
+
+    root = tmp_path / "coco"
+    shutil.copytree(toy_coco, root)
+    data = COCO14(str(root))
+    names = data.read_list(str(root / "train14.txt"))
+    (tmp_path / "labeled.txt").write_text("\n".join(names[:3]) + "\n")
+    weak = tmp_path / "weak"
+    weak.mkdir()
+    for n in names[3:]:
+        mask = data.load_seg_label(n)
+        Image.fromarray(np.where(mask == 255, 255, (mask > 0) * 5).astype(np.uint8)).save(weak / f"{n}.png")
+        with open(data.gt_path(n), "wb") as f:
+            f.write(b"not a png")
+    out = tmp_path / "out"
+    args = run_sample.build_parser().parse_args([
+        "--dataset", "coco14", "--coco_root", str(root), "--num_workers", "0", "--seed", "0",
+        "--semi_network", "cct_efficientnet_lite0", "--semi_train_list", str(root / "train14.txt"),
+        "--semi_labeled_list", str(tmp_path / "labeled.txt"), "--semi_weak_label_dir", str(weak),
+        "--semi_val_list", str(root / "val14.txt"), "--semi_batch_size", "2", "--semi_unlabeled_batch_size", "2",
+        "--semi_crop_size", "32", "--semi_scales", "0.5", "--semi_num_iters", "2", "--semi_val_every", "2",
+        "--semi_weights_name", str(out / "semi.pth"), "--cam_weights_name", str(out / "cam.pth"),
+        "--train_semi_pass", "True"])
+    out.mkdir()
+    res = train_semi.run(args)
+    assert res["mode"] == "cct_weak" and res["iterations"] == 2 and 0 <= res["best_val_miou"] <= 1
+    weights = torch.load(out / "semi.pth", weights_only=True)
+    heads = [v for k, v in weights.items() if k.startswith("main_decoder") and v.ndim == 4]
+    assert heads and heads[0].shape[0] == 81

@@ -82,7 +82,9 @@ TINY = {
     "advcam.run_sample": ["--num_workers", "0", "--cam_crop_size", "64", "--cam_resize_long", "64", "96",
                           "--cam_batch_size", "4", "--cam_num_epoches", "1", "--irn_crop_size", "96",
                           "--irn_batch_size", "4", "--irn_num_epoches", "1", "--irn_infer_pad", "128",
-                          "--exp_times", "2", "--conf_fg_thres", "0.3", "--conf_bg_thres", "0.05"],
+                          "--exp_times", "2", "--conf_fg_thres", "0.3", "--conf_bg_thres", "0.05",
+                          "--seg_batch_size", "2", "--seg_num_iters", "2", "--seg_crop_size", "64",
+                          "--seg_infer_scales", "1.0"],
     "advcam.obtain_cam_masking": ["--num_workers", "0", "--adv_iter", "1"],
 }
 
@@ -103,14 +105,17 @@ def test_toy_coco_demo_through_both_pipelines(tmp_path):
     calls = [json.loads(line) for line in open(tmp_path / "calls.jsonl")]
     assert [c[0] for c in calls] == ["advcam.tools.pipelines"] + ["advcam.tools.make_coco_masks"] * 2 + [
         "advcam.tools.check_coco", "advcam.run_sample", "advcam.obtain_cam_masking", "advcam.run_sample",
-        "advcam.tools.results_table"]
-    assert all("--dataset" in c and c[c.index("--dataset") + 1] == "coco14" for c in calls[4:7])
+        "advcam.run_sample", "advcam.tools.results_table", "advcam.tools.report"]
+    assert all("--dataset" in c and c[c.index("--dataset") + 1] == "coco14" for c in calls[4:8])
     assert "No COCO root configured: running the toy COCO demo on toy_coco" in res.stdout
     rows = {line.split("  ")[0]: float(line.split()[-1]) for line in res.stdout.splitlines()
             if line.startswith(("AdvCAM seeds", "IRN masks"))}
     assert set(rows) == {"AdvCAM seeds", "IRN masks"} and all(0 <= v <= 100 for v in rows.values()), rows
     results = json.load(open(tmp_path / "demo_coco" / "results.json"))
     assert len(results["eval_sem_seg:demo_coco/sem_seg"]["iou"]) == 81
+    assert len(results["eval_seg:demo_coco/seg"]["iou"]) == 81 and results["eval_seg:demo_coco/seg"]["images"] == 4
+    assert "Segmentation (val, CRF)" in res.stdout
+    assert os.path.isfile(tmp_path / "demo_coco" / "report" / "report.html"), res.stdout[-2000:]
     assert 100 * results["eval_cam:demo_coco/cam_adv_mask"]["miou"] == pytest.approx(rows["AdvCAM seeds"], abs=0.01)
     names = open(tmp_path / "toy_coco" / "train14.txt").read().split()
     assert sorted(os.listdir(tmp_path / "toy_coco" / "mask" / "train2014")) == sorted(n + ".png" for n in names)

@@ -157,7 +157,7 @@ def test_coco_flags_defaults_and_refusals(toy_coco, tmp_path):
     assert (given.train_list, given.conf_bg_thres) == ("voc12/train_aug.txt", 0.15)  # given flags are kept
     assert isinstance(dataset_of(args), COCO14)
     with pytest.raises(SystemExit) as e:
-        run_sample.main(["--dataset", "coco14", "--coco_root", toy_coco, "--train_seg_pass", "True"])
+        run_sample.main(["--dataset", "coco14", "--coco_root", toy_coco, "--eval_ins_seg_pass", "True"])
     assert e.value.code == 2
     with pytest.raises(SystemExit):
         run_sample.main(["--dataset", "coco14", "--coco_root", str(tmp_path / "none"), "--eval_cam_pass", "True"])

@@ -431,3 +431,142 @@ def test_leftover_temporary_files_are_not_outputs():
     assert report._output_file("2007_000032.npy", ".npy")
     assert not report._output_file(".2007_000032.npy.ab12cd.tmp.npy", ".npy")
     assert not report._output_file("2007_000032.png", ".npy")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A --dataset coco14 run (the toy COCO root: 81 labels, COCO's class names and image paths)
+# ---------------------------------------------------------------------------------------------------------------
+
+COCO_LOG = """\
+10:00:00 advcam: python -m advcam.run_sample --dataset coco14 --coco_root {root} --chainer_eval_set {root}/train14.txt \
+--eval_cam_pass True
+10:00:01 advcam: step.eval_cam: 2026-12-01 10:00:01
+10:00:04 advcam.eval_cam: best threshold 0.20
+"""
+
+
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory):
+    """A toy COCO root (6 train / 2 val images) with its masks, and a synthetic run on its train list: CAM files
+    float32 in cam/, strided16 (the coco14 default) in cam_adv_mask/, IR labels, IRN masks, the steps of one
+    image, results.json from eval_cam and a log of a coco14 command line. Returns (run folder, root)."""
+    from advcam.datasets import COCO14
+    from advcam.tools.make_coco_masks import main as make_masks
+    from advcam.tools.make_toy_coco import make_toy_coco
+
+    base = tmp_path_factory.mktemp("coco_report")
+    root = str(base / "coco")
+    make_toy_coco(root, n_train=6, n_val=2, seed=1)
+    make_masks(["--coco_root", root, "--split", "train2014", "--workers", "1", "--no_progress"])
+    data = COCO14(root)
+    out = base / "run"
+    rng = np.random.default_rng(0)
+    names = data.read_list(os.path.join(root, "train14.txt"))
+    for i, n in enumerate(names):
+        gt = data.load_seg_label(n)
+        keys = sorted(int(c) - 1 for c in np.unique(gt) if 0 < c < 255)
+        H, W = gt.shape
+        for folder, sigma, fmt in (("cam", 1.5, "float32"), ("cam_adv_mask", 4.0, "strided16")):
+            hr = _blurred_maps(gt, keys, sigma, rng) if keys else np.zeros((0, H, W), np.float32)
+            cam = torch.from_numpy(hr[:, ::4, ::4].copy())
+            save_cam_npy(out / folder / f"{n}.npy", keys, cam, hr, cam_format=fmt)
+        ir = gt.copy()
+        ir[::7] = 255
+        save_png(out / "ir_label" / f"{n}.png", ir)
+        save_png(out / "sem_seg" / f"{n}.png", np.roll(np.where(gt == 255, 0, gt), 2, axis=1).astype(np.uint8))
+        if i == 1:
+            base_maps = _blurred_maps(gt, keys, 1.0, rng)[:, ::4, ::4]
+            cams = np.stack([gaussian_filter(base_maps, (0, 0.3 * t, 0.3 * t)) for t in range(4)])
+            cams = cams / cams.max((2, 3), keepdims=True)
+            save_npy(out / "cam_adv_mask" / "steps" / f"{n}.npy",
+                     {"keys": np.asarray(keys, np.int64), "size": (H, W), "scales": (1.0,), "iters": (4,),
+                      "cam": cams.astype(np.float32)})
+    for folder in ("cam", "cam_adv_mask"):
+        r = eval_cam.run(types.SimpleNamespace(dataset="coco14", coco_root=root, cam_out_dir=str(out / folder),
+                                               chainer_eval_set=os.path.join(root, "train14.txt")))
+        record_result(str(out / "results.json"), f"eval_cam:{out / folder}", r)
+    (out / "demo.log").write_text(COCO_LOG.format(root=root))
+    return str(out), root
+
+
+def test_coco_run_found_from_its_logs(coco_run, tmp_path):
+    run, root = coco_run
+    f = report.find_run_folders(run)
+    assert f.dataset == "coco14" and f.voc12_root == root
+    assert f.data.num_seg_classes == 81 and f.data.seg_class_names[80] == "toothbrush"
+    assert report.dataset_from_logs(f.log_files) == ("coco14", root)
+    assert report.find_run_folders(run, coco_root=root).dataset == "coco14"  # --coco_root alone means coco14
+    with pytest.raises(BadInputError, match="--voc12_root goes with --dataset voc12"):
+        report.find_run_folders(run, root, dataset="coco14")
+    with pytest.raises(BadInputError, match="--coco_root goes with --dataset coco14"):
+        report.find_run_folders(run, dataset="voc12", coco_root=root)
+    with pytest.raises(MissingInputError, match="no COCO root with train2014/"):
+        report.find_run_folders(run, coco_root=str(tmp_path))
+
+
+def test_coco_scores_equal_eval_cam_and_a_hand_count(coco_run):
+    from advcam.datasets import COCO14
+    from advcam.evaluation import load_prediction
+
+    run, root = coco_run
+    folders = report.find_run_folders(run)
+    data = COCO14(root)
+    names = data.read_list(os.path.join(root, "train14.txt"))
+    scores = {s.name: report.score_stage(s, folders.data, names) for s in folders.stages() if s.evaluated}
+    for stage, folder in (("CAM", "cam"), ("AdvCAM", "cam_adv_mask")):
+        ref = eval_cam.run(types.SimpleNamespace(dataset="coco14", coco_root=root, chainer_eval_set=os.path.join(
+            root, "train14.txt"), cam_out_dir=os.path.join(run, folder)))
+        s = scores[stage]
+        assert s.thresholds == COCO14.cam_eval_thresholds and len(s.thresholds) == 41  # COCO's sweep 0.10..0.50
+        assert s.mious == ref["mious"] and s.miou == ref["miou"] and s.threshold == ref["threshold"]
+        assert s.confusions[0].shape == (81, 81)
+    conf = ConfusionMatrix(81)
+    for n in names:
+        conf.update(load_prediction(os.path.join(run, "sem_seg"), n, 81), data.load_seg_label(n))
+    np.testing.assert_array_equal(scores["IRN mask"].ious, iou(conf.matrix))
+    present = [c for c in range(81) if not np.isnan(iou(conf.matrix)[c])]
+    assert max(present) > 20  # the toy's classes reach beyond VOC's 21 labels
+    bars = report.per_class_figure([scores["IRN mask"]], os.path.join(run, "iou.png"), folders.data.seg_class_names)
+    assert bars["classes"] == [data.seg_class_names[c] for c in present]
+    assert set(bars["classes"]) <= {"background", "person", "stop sign", "backpack", "wine glass", "dining table",
+                                    "toothbrush"}
+
+
+def test_coco_report(coco_run, tmp_path):
+    from advcam.coco14 import image_path
+    from advcam.datasets import COCO14
+    from advcam.tools.report import main
+
+    run, root = coco_run
+    data = COCO14(root)
+    names = data.read_list(os.path.join(root, "train14.txt"))
+    folders = report.find_run_folders(run)
+    panels = report.image_panels(folders, names[1], {"CAM": 0.2, "AdvCAM": 0.3})
+    keys = load_cam_npy(os.path.join(run, "cam", names[1] + ".npy"))["keys"].tolist()
+    assert panels[1][0] == f"CAM ({', '.join(data.class_names[k] for k in keys)})"
+    assert [t.split(" (")[0] for t, _ in panels][-3:] == ["IR label", "IRN mask", "ground truth"]
+    np.testing.assert_array_equal(panels[0][1], iio.imread(image_path(root, "train2014", names[1])))  # COCO's path
+    gt = data.load_seg_label(names[1])
+    pal = np.array(VOC_PALETTE, np.uint8).reshape(256, 3)  # coco14's palette is the VOC devkit's colour map
+    np.testing.assert_array_equal(panels[-1][1], pal[gt])
+    assert tuple(report.colorize_labels(np.array([[80]]), report.palette_of(data))[0, 0]) == (32, 64, 0)  # by hand
+
+    path = main(["--out", run, "--report_dir", str(tmp_path / "rep"), "--eval_set",
+                 os.path.join(root, "train14.txt"), "--num_images", "3"])
+    page = open(path).read()
+    assert f"COCO 2014 root <code>{root}</code>" in page and "Labels in the COCO palette" in page
+    parser = _Refs()
+    parser.feed(page)
+    for ref in parser.refs:
+        assert os.path.isfile(tmp_path / "rep" / ref), ref
+    figs = set(os.listdir(tmp_path / "rep" / "figures"))
+    assert {f"climb_{names[1]}.gif", f"climb_{names[1]}.png", "threshold_sweep.csv", "per_class_iou.png"} <= figs
+    assert len([f for f in figs if f.startswith("image_")]) == 3
+    rec = json.load(open(os.path.join(run, "results.json")))[f"eval_cam:{run}/cam_adv_mask"]
+    assert f"<td>{100 * rec['miou']:.2f}</td><td>{rec['threshold']:.2f}</td><td>{100 * rec['miou']:.2f}</td>" in page
+    rows = open(tmp_path / "rep" / "figures" / "threshold_sweep.csv").read().splitlines()
+    assert rows[0] == "threshold,CAM,AdvCAM" and len(rows) == 1 + 41
+    beyond_voc = set().union(*(np.unique(data.load_seg_label(n)).tolist() for n in names)) - {255} - set(range(21))
+    assert beyond_voc  # labels past VOC's 20 classes: their per-class rows carry COCO's names
+    for c in beyond_voc:
+        assert f"<tr><td>{data.seg_class_names[c]}</td>" in page

@@ -193,3 +193,43 @@ def test_semi_pipeline_help_and_unknown_option(tmp_path):
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.splitlines() == ["get_semi_quality.sh: error: unknown option --semi_mod (see --help)"]
     assert os.listdir(tmp_path) == []
+
+
+def _record_pipeline(script, cwd, calls):
+    """Run a toy pipeline script in ``cwd`` with an interpreter that only records its arguments: the commands."""
+    fake = cwd.parent / f"{cwd.name}_python"
+    fake.write_text('#!/bin/sh\nprintf \'%s\\037\' "$@" >> "$CALLS"\nprintf \'\\n\' >> "$CALLS"\n')
+    fake.chmod(0o755)
+    lists = cwd / "toy_voc/ImageSets/Segmentation"
+    lists.mkdir(parents=True)
+    for name, ids in (("train_aug", range(16)), ("train", range(8)), ("val", range(16, 20))):
+        (lists / f"{name}.txt").write_text("".join(f"2100_{i:06d}\n" for i in ids))
+    env = {k: v for k, v in os.environ.items() if k not in ("VOC12_ROOT", "OUT", "TOY_VOC", "LAUNCH", "SEMI_MODES")}
+    env.update(PYTHON=str(fake), CALLS=str(calls))
+    res = subprocess.run(["bash", os.path.join(ROOT, script)], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    return [line.split("\037")[:-1] for line in calls.read_text().splitlines()]
+
+
+def test_semi_demo_makes_the_masks_as_the_mask_demo(tmp_path):
+    """Without pseudo masks the toy semi demo runs, flag for flag, the mask demo's commands that make them (its
+    classifier, AdvCAM seeds, then cam_to_ir_label + train_irn + make_sem_seg) and none of its evaluations,
+    plain-CAM seeds, segmentation network or report; then one command per mode trains and scores it."""
+    (tmp_path / "mask").mkdir()
+    (tmp_path / "semi").mkdir()
+    mask = _record_pipeline("get_mask_quality.sh", tmp_path / "mask", tmp_path / "mask.calls")
+    semi_calls = _record_pipeline("get_semi_quality.sh", tmp_path / "semi", tmp_path / "semi.calls")
+    assert [c[:2] for c in mask[:5]] == [["-m", "advcam.run_sample"]] * 2 + [["-m", "advcam.obtain_cam_masking"]] + \
+        [["-m", "advcam.run_sample"]] * 2
+    assert "--train_cam_pass" in mask[0] and "--make_cam_pass" in mask[1] and "--train_seg_pass" in mask[4]
+    irn = mask[3]
+    evals = [i for i, a in enumerate(irn) if a in ("--eval_cam_pass", "--eval_sem_seg_pass")]
+    assert len(evals) == 2 and all(irn[i + 1] == "True" for i in evals)
+    irn_only = [a for i, a in enumerate(irn) if i not in evals and i - 1 not in evals]
+    assert {"--cam_to_ir_label_pass", "--train_irn_pass", "--make_sem_seg_pass"} <= set(irn_only)
+    assert semi_calls[:3] == [mask[0], mask[2], irn_only]
+    modes = [c for c in semi_calls[3:] if c[:2] == ["-m", "advcam.run_sample"]]
+    assert len(modes) == 4 and all({"--train_semi_pass", "--make_seg_pass", "--eval_seg_pass"} <= set(c)
+                                   for c in modes)
+    assert all(c[:2] != ["-m", "advcam.obtain_cam_masking"] for c in semi_calls[3:])

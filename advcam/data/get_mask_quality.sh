@@ -21,8 +21,9 @@ AdvCAM seeds -> IRN pseudo masks -> their mIoU against the VOC (or COCO 2014) gr
                                                AdvCAM on voc12/train_aug.txt, then IRN; writes result/
   VOC12_ROOT=DIR get_mask_quality.sh           the same
   get_mask_quality.sh --dataset coco14         no COCO root: the toy COCO demo on the CPU (generates toy_coco/ and
-                                               its masks, trains the classifier, AdvCAM seeds, IRN; writes
-                                               demo_coco/ with results.json)
+                                               its masks, trains the classifier, AdvCAM seeds, IRN, then the
+                                               segmentation network scored on val; writes demo_coco/ with
+                                               results.json)
   get_mask_quality.sh --dataset coco14 --coco_root DIR
                                                real COCO 2014 (docs/coco.md; masks from advcam-make-coco-masks):
                                                checks the root, AdvCAM on coco14/train14.txt, then IRN; reads
@@ -49,12 +50,23 @@ if [ "$DATASET" = coco14 ]; then
   source "$HERE/coco_root.sh"  # the toy root (and its classifier and seeds) when none is given; check_coco
   if [ "$TOY" = 1 ]; then
     # the toy: seed quality, then IRN over the frozen ImageNet EfficientNet-Lite0 with the toy VOC demo's walk (the
-    # same 128 x 96 images). Stage 3, eval_ins_seg and the report are VOC only for now.
+    # same 128 x 96 images). eval_ins_seg is VOC only for now.
     $RUN -m advcam.run_sample "${TOY_COMMON[@]}" --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" \
         --sem_seg_out_dir "$OUT/sem_seg" --irn_network advcam.nets.efficientnet_lite0_irn --irn_crop_size 128 \
         --irn_batch_size 16 --irn_num_epoches 30 --exp_times 4 \
         --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True \
         --eval_sem_seg_pass True "${EXTRA[@]}"
+    # the final segmentation network with the toy VOC demo's step 3b settings (heads over the frozen ImageNet
+    # EfficientNet-Lite0; the AdvCAM recipe's batch of 10 and balanced CE for 600 updates of crops of 128, lr 0.01;
+    # scales 0.75-1.25 + flip, then the CRF), trained on the IRN masks of the toy's train images and scored on its
+    # val images (81 labels), whose ground truth no stage has seen
+    $RUN -m advcam.run_sample "${TOY_COMMON[@]}" --sem_seg_out_dir "$OUT/sem_seg" \
+        --seg_train_list "$COCO_DIR/train14.txt" --seg_infer_list "$COCO_DIR/val14.txt" \
+        --seg_network efficientnet_lite0_seg --seg_train_backbone False --seg_recipe advcam --seg_num_iters 600 \
+        --seg_crop_size 128 --seg_scales 0.75 1.0 1.25 1.5 --seg_learning_rate 0.01 --seg_infer_scales 0.75 1.0 1.25 \
+        --seg_weights_name "$OUT/sess/lite0_seg.pth" --seg_out_dir "$OUT/seg" --seg_crf_out_dir "$OUT/seg_crf" \
+        --train_seg_pass True --make_seg_pass True --eval_seg_pass True "${EXTRA[@]}"
+    SEG_ROWS=("Segmentation (val)=eval_seg:$OUT/seg" "Segmentation (val, CRF)=eval_seg:$OUT/seg#crf")
   else
     # Real COCO 2014: AdvCAM on coco14/train14.txt (82,783 images) with the classifier sess/res50_cam.pth (README:
     # --train_cam_pass), then IRN with the COCO defaults of docs/coco.md; everything under $OUT (default result/).
@@ -65,9 +77,14 @@ if [ "$DATASET" = coco14 ]; then
         --irn_weights_name "$OUT/sess/res50_irn.pth" --log_name "$OUT/sample_train_eval" \
         --eval_cam_pass True --cam_to_ir_label_pass True --train_irn_pass True \
         --make_sem_seg_pass True --eval_sem_seg_pass True "${EXTRA[@]}"
+    SEG_ROWS=()
   fi
   $PY -m advcam.tools.results_table "$RES" "AdvCAM seeds=eval_cam:$OUT/cam_adv_mask" \
-      "IRN masks=eval_sem_seg:$OUT/sem_seg"
+      "IRN masks=eval_sem_seg:$OUT/sem_seg" "${SEG_ROWS[@]}"
+  if [ "$TOY" = 1 ]; then  # the report of the toy run: figures, threshold sweep, per-class IoU ($OUT/report/)
+    REPORT=$($PY -m advcam.tools.report --out "$OUT" --dataset coco14 --coco_root "$COCO_DIR" | tail -n 1)
+    echo "Report: $REPORT (its figures in $OUT/report/figures/)"
+  fi
   exit 0
 fi
 

@@ -18,8 +18,9 @@ without and with the dense CRF); writes $OUT/semi_results.json {"supervised_only
 multi-scale + flip, no CRF) and prints the table.
 
   get_semi_quality.sh                          no VOC root: the toy demo on the CPU (toy_voc/, the pseudo masks of
-                                               demo_out/sem_seg, made by get_mask_quality.sh when absent; CCT over
-                                               EfficientNet-Lite0, scaled-down steps, batches and crops)
+                                               demo_out/sem_seg; when absent, made by the mask demo's passes that
+                                               make them, without its evaluations; CCT over EfficientNet-Lite0,
+                                               scaled-down steps, batches and crops)
   get_semi_quality.sh --voc12_root DIR         real VOC 2012 + SBD: CCT over ResNet-50 with the paper's recipe on
                                                the 1,464 train images + the masks of result/sem_seg (72,960 steps
                                                per mode; SEMI_MODES chooses the modes)
@@ -42,7 +43,8 @@ USAGE
 
 source "$HERE/voc_root_args.sh" "$@"
 
-# train MODE, then make_seg + eval_seg on the val list; $COMMON, $TRAIN_FLAGS, $SEG_FLAGS, $OUT, $NET set by the caller
+# train MODE, then make_seg + eval_seg on the val list, in one run of the passes (run_sample runs train_semi, make_seg,
+# eval_seg in that order); $COMMON, $TRAIN_FLAGS, $SEG_FLAGS, $OUT, $NET set by the caller
 run_mode() {
   local mode="$1" flags=()
   case "$mode" in
@@ -50,13 +52,11 @@ run_mode() {
                       --semi_label_dir "$OUT/semi/naive_mix_labels") ;;
     *) flags=(--semi_mode "$mode") ;;
   esac
-  $RUN -m advcam.run_sample "${COMMON[@]}" "${TRAIN_FLAGS[@]}" "${flags[@]}" \
-      --semi_weights_name "$OUT/sess/semi_$mode.pth" --log_name "$OUT/semi/$mode" --train_semi_pass True \
-      "${EXTRA[@]}"
-  $RUN -m advcam.run_sample "${COMMON[@]}" "${SEG_FLAGS[@]}" --seg_network "$NET" \
+  $RUN -m advcam.run_sample "${COMMON[@]}" "${TRAIN_FLAGS[@]}" "${flags[@]}" "${SEG_FLAGS[@]}" \
+      --semi_weights_name "$OUT/sess/semi_$mode.pth" --seg_network "$NET" \
       --seg_weights_name "$OUT/sess/semi_$mode.pth" --seg_out_dir "$OUT/semi/$mode/seg" \
       --seg_crf_out_dir "$OUT/semi/$mode/seg_crf" --log_name "$OUT/semi/$mode" \
-      --make_seg_pass True --eval_seg_pass True "${EXTRA[@]}"
+      --train_semi_pass True --make_seg_pass True --eval_seg_pass True "${EXTRA[@]}"
 }
 
 # the naive mix's label folder and its list (every training image): advcam.semi.naive_mix_labels
@@ -73,6 +73,33 @@ naive_mix_labels(os.path.join(out, "naive_mix_labels"), labeled, gt_dir, unlabel
 with open(os.path.join(out, "all.txt"), "w") as f:
     f.write("\n".join(dict.fromkeys(train)) + "\n")
 PY
+}
+
+# The toy's pseudo masks $OUT/sem_seg/<id>.png of $LISTS/train.txt, made by exactly the commands of the mask demo
+# (get_mask_quality.sh's toy steps 1-3, the same flags, so the same masks; every pass reseeds, so leaving passes out
+# changes nothing; test_semi_demo_makes_the_masks_as_the_mask_demo checks that the two scripts agree) but only the
+# passes the masks need: the classifier (train_cam), the AdvCAM seeds (with the two images' climbing steps of the mask demo's report), cam_to_ir_label, train_irn and
+# make_sem_seg. Left out: the plain-CAM seeds, every evaluation, the segmentation network and the report; a later
+# get_mask_quality.sh with the same OUT resumes from these files and adds them. $OUT, $TOY, $LISTS set by the caller.
+make_toy_masks() {
+  local common=(--voc12_root "$TOY" --val_list "$LISTS/val.txt" --cam_scales 1.0
+                --cam_weights_name "$OUT/sess/res50_cam.pth" --irn_weights_name "$OUT/sess/lite0_irn.pth"
+                --log_name "$OUT/demo" --results_json "$OUT/results.json" --seed 0)
+  if [ -f "$OUT/sess/res50_cam.pth" ]; then
+    echo "classifier $OUT/sess/res50_cam.pth exists: not retrained"
+  else
+    $RUN -m advcam.run_sample "${common[@]}" --train_list "$LISTS/train_aug.txt" --no_pretrained True \
+        --cam_crop_size 128 --cam_resize_long 112 144 --cam_batch_size 16 --cam_num_epoches 10 \
+        --cam_optimizer adam --cam_learning_rate 0.0005 --train_cam_pass True
+  fi
+  $RUN -m advcam.obtain_cam_masking --voc12_root "$TOY" --train_list "$LISTS/train.txt" --cam_scales 1.0 \
+      --cam_weights_name "$OUT/sess/res50_cam.pth" --cam_out_dir "$OUT/cam_adv_mask" --log_name "$OUT/demo" \
+      --save_steps 2100_000006,2100_000010
+  $RUN -m advcam.run_sample "${common[@]}" --train_list "$LISTS/train.txt" --infer_list "$LISTS/train.txt" \
+      --cam_out_dir "$OUT/cam_adv_mask" --ir_label_out_dir "$OUT/ir_label" --sem_seg_out_dir "$OUT/sem_seg" \
+      --irn_network advcam.nets.efficientnet_lite0_irn --irn_crop_size 128 --irn_batch_size 16 \
+      --irn_num_epoches 30 --exp_times 4 \
+      --cam_to_ir_label_pass True --train_irn_pass True --make_sem_seg_pass True
 }
 
 # the table and $OUT/semi_results.json from the eval_seg results in $RES
@@ -144,8 +171,11 @@ case " ${MODES[*]} " in *" cct_weak "*|*" naive_mix "*)  # the modes that read t
   missing=$(while read -r id; do [ -f "$OUT/sem_seg/$id.png" ] || echo "$id"; done < "$LISTS/train.txt" | wc -l) ;;
 esac
 if [ "$missing" -gt 0 ]; then
-  echo "$OUT/sem_seg lacks $missing pseudo masks of $LISTS/train.txt: making them with get_mask_quality.sh (~15 min)"
-  OUT="$OUT" TOY_VOC="$TOY" bash "$HERE/get_mask_quality.sh"
+  echo "$OUT/sem_seg lacks $missing pseudo masks of $LISTS/train.txt: making them with the passes of" \
+       "get_mask_quality.sh that make them (its classifier, AdvCAM seeds, IRN; most of the demo's time)"
+  T0=$SECONDS
+  make_toy_masks
+  echo "made the pseudo masks of $LISTS/train.txt in $((SECONDS - T0)) s"
 fi
 awk 'NR % 8 == 1' "$LISTS/train.txt" > "$OUT/semi/labeled.txt"  # the toy split: 10 of the 80
 COMMON=(--voc12_root "$TOY" --results_json "$RES" --seed 0)
@@ -159,6 +189,8 @@ for m in "${MODES[@]}"; do
     SEMI_ROOT="$TOY" naive_mix_folder "$LISTS/train.txt" "$OUT/semi/labeled.txt" "$TOY/SegmentationClass" \
         "$OUT/sem_seg"
   fi
+  T0=$SECONDS
   run_mode "$m"
+  echo "$m: trained and scored in $((SECONDS - T0)) s"
 done
 report "${MODES[@]}"
