@@ -151,3 +151,17 @@ def write_tiny_voc(root: str, n: int = 12, seed: int = 0) -> str:
 @pytest.fixture
 def tiny_voc(tmp_path):
     return write_tiny_voc(str(tmp_path / "voc"))
+
+
+@pytest.fixture(scope="module")
+def toy_coco(tmp_path_factory):
+    """A toy COCO root (8 train / 4 val images of 96x128 and 128x96) with its ground-truth masks (both splits)."""
+    from advcam import coco14
+    from advcam.tools.make_coco_masks import main as make_masks
+    from advcam.tools.make_toy_coco import make_toy_coco
+
+    root = str(tmp_path_factory.mktemp("coco"))
+    make_toy_coco(root, n_train=8, n_val=4, seed=1)
+    for split in coco14.SPLITS:
+        make_masks(["--coco_root", root, "--split", split, "--workers", "1", "--no_progress"])
+    return root

@@ -15,21 +15,8 @@ from advcam import coco14, imutils, run_sample, segmentation
 from advcam.datasets import COCO14
 from advcam.errors import BadInputError
 from advcam.segmentation import SegTrainDataset, load_label, resolve_recipe
-from advcam.tools.make_toy_coco import make_toy_coco
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def toy_coco(tmp_path_factory):
-    """A toy COCO root (8 train / 4 val images, 96x128 and 128x96) with its ground-truth masks."""
-    from advcam.tools.make_coco_masks import main as make_masks
-
-    root = str(tmp_path_factory.mktemp("coco"))
-    make_toy_coco(root, n_train=8, n_val=4, seed=1)
-    for split in coco14.SPLITS:
-        make_masks(["--coco_root", root, "--split", split, "--workers", "1", "--no_progress"])
-    return root
 
 
 def _ids(root, split):

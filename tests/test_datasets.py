@@ -19,7 +19,6 @@ from advcam.errors import BadInputError, MissingInputError
 from advcam.evaluation import label_confusion
 from advcam.io import load_cam_npy, save_png
 from advcam.metrics import mean_iou
-from advcam.tools.make_toy_coco import make_toy_coco
 from advcam.voc12.dataloader import (
     VOC12ClassificationDataset,
     VOC12ImageDatasetMSF,
@@ -28,18 +27,6 @@ from advcam.voc12.dataloader import (
     load_img_name_list,
     load_seg_label,
 )
-
-
-@pytest.fixture(scope="module")
-def toy_coco(tmp_path_factory):
-    """A toy COCO root (8 train / 4 val images, 96x128) with its ground-truth masks."""
-    from advcam.tools.make_coco_masks import main as make_masks
-
-    root = str(tmp_path_factory.mktemp("coco"))
-    make_toy_coco(root, n_train=8, n_val=4, seed=1)
-    for split in coco14.SPLITS:
-        make_masks(["--coco_root", root, "--split", split, "--workers", "1", "--no_progress"])
-    return root
 
 
 # ----------------------------------------------------------------------------------------------- VOC instance
