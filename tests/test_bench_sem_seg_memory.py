@@ -53,5 +53,8 @@ def test_parse_size():
 def test_a_tiny_walk_phase():
     r = _bench().child("walk", (64, 96), 2, "cpu", None)
     assert r["phase"] == "walk" and r["size"] == [64, 96] and r["device"] == "cpu"
-    assert r["rss_peak_mib"] >= r["rss_before_mib"] > 0 and r["process_peak_mib"] >= r["rss_peak_mib"]
+    # Linux's RSS counters are per-thread batches synced now and then (up to 64 pages a thread), so VmHWM, reset to
+    # VmRSS just before the phase, may read a fraction of a MiB below the VmRSS read after it (seen: 0.1 MiB)
+    assert r["rss_peak_mib"] >= r["rss_before_mib"] - 2 and r["rss_before_mib"] > 0
+    assert r["process_peak_mib"] >= r["rss_peak_mib"]
     assert r["rss_increment_mib"] == pytest.approx(r["rss_peak_mib"] - r["rss_before_mib"])
