@@ -157,7 +157,9 @@ class COCO14(SegData):
     EVAL_SPLITS = {"train": "coco14/train14.txt", "val": "coco14/val14.txt"}
     cam_eval_thresholds = tuple(round(0.10 + 0.01 * i, 2) for i in range(41))  # 0.10..0.50, RIB's eval_cam sweep
     default_flags = {"conf_bg_thres": 0.10,  # ReCAM's run_sample_coco.py (docs/coco.md, "Defaults")
-                     "cam_format": "strided16"}  # COCO train's CAM files in 9 GB, not 314 GB (docs/coco.md)
+                     "cam_format": "strided16",  # COCO train's CAM files in 9 GB, not 314 GB (docs/coco.md)
+                     # stage 3, LPCAM#3 (docs/coco.md, "Stage 3"): its recipe, and SOLVER.LR 2e-4, not VOC's 2.5e-4
+                     "seg_recipe": "coco", "seg_learning_rate": 2e-4}
 
     def __init__(self, root: str, cache_dir: str | None = None):
         super().__init__(root)

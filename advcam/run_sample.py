@@ -18,7 +18,6 @@ import time
 from advcam import distributed
 from advcam.datasets import add_dataset_flags, apply_dataset_defaults, check_dataset_root, refuse_unsupported
 from advcam.io import add_cam_format_flag, atomic_path
-from advcam.segmentation import apply_seg_dataset_defaults
 from advcam.semi import add_semi_flags
 from advcam.utils import (
     ArgParser,
@@ -274,7 +273,6 @@ def main(argv: list[str] | None = None) -> dict:
     refuse_unsupported(args, parser, COCO_NOT_YET)
     apply_dataset_defaults(args, parser, {"train_list": "train", "val_list": "val", "infer_list": "infer",
                                           "seg_train_list": "seg_train", "seg_infer_list": "seg_infer"}, argv)
-    apply_seg_dataset_defaults(args, argv)  # stage 3's dataset defaults (coco14: LPCAM#3's recipe and lr)
     if not check_dataset_root(args, parser):
         check_voc12_root(args.voc12_root, parser, parser.prog)
     if os.path.dirname(args.log_name):

@@ -11,8 +11,8 @@
 - multi-scale + flip inference and the VOC test-server export.
 
 Images and ground truth come through the data layer (:mod:`advcam.datasets`): a VOC root (a plain path, as before)
-or any :class:`~advcam.datasets.SegData` (``--dataset coco14``: 81 labels); :data:`SEG_DATASET_DEFAULTS` holds the
-stage-3 flags whose default differs for a dataset (docs/coco.md, "Stage 3").
+or any :class:`~advcam.datasets.SegData` (``--dataset coco14``: 81 labels); the stage-3 flags whose default differs
+for a dataset are in its ``default_flags`` (docs/coco.md, "Stage 3").
 
 The numeric core takes explicit parameters; the passes translate the command line.
 """
@@ -22,7 +22,6 @@ import contextlib
 import importlib
 import logging
 import os
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -79,27 +78,9 @@ RECIPES: dict[str, Recipe] = {
     # kazuto1011/deeplab-pytorch configs/voc12.yaml: 5 x ITER_SIZE 2, 20k, scales 0.5..1.5, plain CE
     "deeplab-pytorch": Recipe(5, 2, 20000, (0.5, 0.75, 1.0, 1.25, 1.5), "ce"),
     # zhaozhengChen/LPCAM#3, the IRN family's COCO config of deeplab-pytorch: BATCH_SIZE 10 x ITER_SIZE 2, ITER_MAX
-    # 100k, scales 0.5..1.5 (its LR 2e-4 is SEG_DATASET_DEFAULTS'); deeplab-pytorch's loss, plain CE
+    # 100k, scales 0.5..1.5 (its LR 2e-4 is in COCO14.default_flags); deeplab-pytorch's loss, plain CE
     "coco": Recipe(10, 2, 100000, (0.5, 0.75, 1.0, 1.25, 1.5), "ce"),
 }
-
-SEG_DATASET_DEFAULTS: dict[str, dict[str, object]] = {
-    # LPCAM#3 (docs/coco.md, "Stage 3"): its recipe, and SOLVER.LR 2e-4 instead of VOC's 2.5e-4
-    "coco14": {"seg_recipe": "coco", "seg_learning_rate": 2e-4},
-}
-"""Stage-3 flags whose default differs for a dataset (``--dataset``); VOC keeps run_sample.py's defaults."""
-
-
-def apply_seg_dataset_defaults(args, argv: Sequence[str] | None = None) -> None:
-    """Every flag of :data:`SEG_DATASET_DEFAULTS` for ``args.dataset`` that the command line ``argv`` (default
-    ``sys.argv[1:]``) does not give takes the dataset's value (a flag given always wins)."""
-    defaults = SEG_DATASET_DEFAULTS.get(getattr(args, "dataset", None) or "voc12", {})
-    argv = sys.argv[1:] if argv is None else argv
-    given = {a.split("=", 1)[0][2:] for a in argv if a.startswith("--")}
-    for flag, value in defaults.items():
-        if hasattr(args, flag) and flag not in given:
-            setattr(args, flag, value)
-
 
 def seg_data(root: str | SegData) -> SegData:
     """The dataset of ``root``: a :class:`~advcam.datasets.SegData` as given, a plain path as a VOC root."""
