@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from advcam import distributed, imutils
 from advcam.cct import RAMP_UP, UNSUP_WEIGHT, WEAK_WEIGHT, cct_param_groups, consistency_loss, sigmoid_rampup
-from advcam.datasets import SegData, get_dataset
+from advcam.datasets import SegData
 from advcam.errors import BadInputError, MissingInputError, UserError
 from advcam.io import save_torch
 from advcam.metrics import confusion_matrix, mean_iou
@@ -46,6 +46,7 @@ from advcam.segmentation import (
     load_label,
     poly_scheduler,
     predict_probs,
+    seg_data,
 )
 from advcam.utils import float_list, str2bool
 from advcam.voc12 import IGNORE_LABEL
@@ -64,7 +65,7 @@ DEFAULT_LISTS: dict[str, str] = {"train": "voc12/train_aug.txt", "val": "voc12/v
 """``--semi_train_list`` / ``--semi_val_list`` defaults (VOC's); another dataset's lists by role: :func:`semi_lists`."""
 
 __all__ = ["RAMP_UP", "SEMI_MODES", "SEMI_NETWORKS", "SHIPPED_SPLITS", "SemiTrainDataset", "add_semi_flags",
-           "as_dataset", "build_semi_network", "cct_step", "check_weak_masks", "inference_state", "naive_mix_labels",
+           "build_semi_network", "cct_step", "check_weak_masks", "inference_state", "naive_mix_labels",
            "semi_lists", "semi_split_path", "train_cct", "unlabeled_names", "validate"]
 
 
@@ -113,11 +114,6 @@ def unlabeled_names(train_names: Sequence[str], labeled_names: Sequence[str],
     return rest
 
 
-def as_dataset(data: SegData | str) -> SegData:
-    """``data``, or the VOC 2012 description of the root ``data`` when it is a path."""
-    return data if isinstance(data, SegData) else get_dataset("voc12", data)
-
-
 class SemiTrainDataset(Dataset):
     """Training crops of ``names``, images of ``data`` (a :class:`~advcam.datasets.SegData`, or a VOC root), with
     labels from one source: ``<label_dir>/<id>.png`` (the weak masks of the unlabelled images, or a folder of ground
@@ -133,7 +129,7 @@ class SemiTrainDataset(Dataset):
                  scales: Sequence[float], seed: int, flip: bool = True, ground_truth: bool = False):
         if ground_truth and label_dir is not None:
             raise ValueError("labels from a folder or from the ground truth, not both")
-        self.names, self.data, self.label_dir = list(names), as_dataset(data), label_dir
+        self.names, self.data, self.label_dir = list(names), seg_data(data), label_dir
         self.ground_truth = ground_truth
         self.crop_size, self.scales, self.seed, self.flip = int(crop_size), tuple(scales), int(seed), flip
 
@@ -302,7 +298,7 @@ def validate(model: nn.Module, data: SegData | str, names: Sequence[str], amp: b
     over the images) of the main decoder on ``names`` of ``data`` (or a VOC root) against the ground truth, as CCT's
     in-training validation. Under torchrun each rank predicts its shard and the matrices are summed. ``model`` is
     put in eval mode and left so."""
-    data = as_dataset(data)
+    data = seg_data(data)
     model.eval()
     preds, gts = [], []
     for name in distributed.shard(list(names)):
