@@ -13,6 +13,17 @@ if ROOT not in sys.path:
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# A Python for the shell pipelines (PYTHON="python recorder.py"): it appends each step (python -m MODULE ARGS) to
+# $WRAP_LOG as a JSON list [MODULE, *ARGS], then runs it with the extra flags $WRAP_EXTRA gives for that module
+MODULE_RECORDER = """import json, os, sys
+assert sys.argv[1] == "-m", sys.argv
+module, args = sys.argv[2], sys.argv[3:]
+with open(os.environ["WRAP_LOG"], "a") as f:
+    f.write(json.dumps([module, *args]) + "\\n")
+extra = json.loads(os.environ["WRAP_EXTRA"]).get(module, [])
+os.execv(sys.executable, [sys.executable, "-m", module, *args, *extra])
+"""
+
 
 class TinyCAM(nn.Module):
     """A CAM network in miniature: conv features at stride 16 and a bias-free 1x1 head.

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import MODULE_RECORDER
 
 from advcam.cam import fuse_scales
 from advcam.errors import BadInputError
@@ -67,15 +68,6 @@ def test_semi_pipeline_refuses_coco(tmp_path):
         "get_semi_quality.sh: error: --dataset coco14 is not supported by this pipeline yet (VOC only; docs/coco.md)"]
 
 
-# records each Python step of a pipeline (python -m MODULE ...) and appends that module's tiny settings
-WRAPPER = """import json, os, sys
-assert sys.argv[1] == "-m", sys.argv
-module, args = sys.argv[2], sys.argv[3:]
-with open(os.environ["WRAP_LOG"], "a") as f:
-    f.write(json.dumps([module, *args]) + "\\n")
-extra = json.loads(os.environ["WRAP_EXTRA"]).get(module, [])
-os.execv(sys.executable, [sys.executable, "-m", module, *args, *extra])
-"""
 
 # the flags of tests/test_datasets.py's tiny COCO run
 TINY = {
@@ -97,7 +89,7 @@ def test_toy_coco_demo_through_both_pipelines(tmp_path):
     from advcam.tools.make_toy_coco import make_toy_coco
 
     make_toy_coco(str(tmp_path / "toy_coco"), n_train=8, n_val=4, seed=1)  # TOY_COCO's default folder
-    (tmp_path / "wrap.py").write_text(WRAPPER)
+    (tmp_path / "wrap.py").write_text(MODULE_RECORDER)
     env = {"PYTHON": f"{sys.executable} {tmp_path / 'wrap.py'}", "WRAP_LOG": str(tmp_path / "calls.jsonl"),
            "WRAP_EXTRA": json.dumps(TINY), "PYTHONPATH": ROOT}
     res = _bash("get_mask_quality.sh", "--dataset", "coco14", "--device", "cpu", cwd=tmp_path, env=env, timeout=900)

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, write_tiny_voc
+from conftest import MODULE_RECORDER, ROOT, write_tiny_voc
 
 from advcam.data import DATA_DIR, path, shipped_file
 from advcam.errors import MissingInputError
@@ -123,15 +123,6 @@ def test_demo_imagenet_writes_no_tracked_figure_by_default():
 
 # ---- slow: pip install into a fresh virtual environment, then run from a folder outside the clone -------------
 
-# records each Python step of a pipeline (python -m MODULE ...) and appends that module's tiny settings
-WRAPPER = """import json, os, sys
-assert sys.argv[1] == "-m", sys.argv
-module, args = sys.argv[2], sys.argv[3:]
-with open(os.environ["WRAP_LOG"], "a") as f:
-    f.write(json.dumps([module, *args]) + "\\n")
-extra = json.loads(os.environ["WRAP_EXTRA"]).get(module, [])
-os.execv(sys.executable, [sys.executable, "-m", module, *args, *extra])
-"""
 
 # the toy demo at toy sizes: 64 px classifier crops, 80 px IRN crops, one epoch, two climbing steps (the steps of one
 # image saved: the toy set's train list has 4 images), two segmentation updates
@@ -201,7 +192,7 @@ def test_pip_installed_package_runs_the_toy_demo_outside_the_clone(tmp_path):
     res = run(bin_dir / "advcam-make-toy-voc", "--out", "toy_voc", "--num_train", "8", "--num_val", "2",
               "--size", "64")
     assert res.returncode == 0, res.stderr[-2000:]
-    (tmp_path / "wrap.py").write_text(WRAPPER)
+    (tmp_path / "wrap.py").write_text(MODULE_RECORDER)
     demo_env = dict(env, PYTHON=f"{py} {tmp_path / 'wrap.py'}", WRAP_LOG=str(tmp_path / "calls.jsonl"),
                     WRAP_EXTRA=json.dumps(TINY))
     t1 = time.time()
